@@ -1,0 +1,479 @@
+//! Idempotency keys, fingerprints and key derivation.
+//!
+//! An [`IdempotencyKey`] is `operation_name:32_hex_chars`: the operation name, a colon, then the
+//! first 128 bits of a SHA-256, in lowercase hex. The SHA-256 input is, in this order:
+//!
+//! 1. the domain tag `idempotency/key/v1\0`;
+//! 2. the operation name and the operation version (a `u32`), which is how type identity enters
+//!    the hash: the canonical encoding is not self-describing about Rust types, so two functions
+//!    (or two versions of one function) never share keys because their names or versions differ;
+//! 3. the scope (tenant, org, user), canonically encoded, when one is given;
+//! 4. either the canonical encoding of the arguments (derived keys), or the caller-supplied
+//!    idempotency key (custom keys, Stripe style), validated first.
+//!
+//! The [`Fingerprint`] is the full SHA-256 of the canonical encoding of the arguments. For a
+//! derived key it is the key's own digest; for a custom key it is a second hash of the
+//! arguments, so that reusing one custom key with different inputs is detected (Stripe, the IETF
+//! Idempotency-Key draft).
+//!
+//! The canonical encoding is described in the [`canonical`](crate::canonical) module docs.
+
+use std::fmt;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{self, tag, CanonicalError};
+use crate::error::{Error, Result};
+
+/// Longest accepted caller-supplied idempotency key, in bytes (Stripe's limit).
+pub const MAX_CUSTOM_KEY_BYTES: usize = 255;
+/// Longest accepted operation name, in bytes.
+pub const MAX_OPERATION_BYTES: usize = 200;
+
+const KEY_DOMAIN: &[u8] = b"idempotency/key/v1\0";
+const FINGERPRINT_DOMAIN: &[u8] = b"idempotency/fingerprint/v1\0";
+
+/// The identity of one logical operation: `operation_name:32_hex_chars`.
+///
+/// Made by [`KeyEncoder`] (or [`IdempotencyKey::derive`]); the hex part is the first 128 bits of
+/// a SHA-256 over the operation name, version, scope and inputs (see the [module docs](self)).
+/// The raw inputs and any caller-supplied key never appear in it, so it is safe to log and to
+/// use as a store key.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Derives the key of `operation` (version `version`) for the arguments `args`, with no
+    /// scope. Shorthand for a [`KeyEncoder`] with one argument.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for an empty, over-long (over [`MAX_OPERATION_BYTES`]) or
+    /// control-character operation name; [`Error::Encode`] when `args` fails to serialize.
+    pub fn derive<A: Serialize + ?Sized>(
+        operation: &str,
+        version: u32,
+        args: &A,
+    ) -> Result<DerivedKey> {
+        let mut enc = KeyEncoder::new(operation, version);
+        enc.arg(args);
+        enc.finish()
+    }
+
+    /// This key with `prefix` prepended to its operation name (a manager's namespace).
+    pub fn with_prefix(&self, prefix: &str) -> IdempotencyKey {
+        let mut s = String::with_capacity(prefix.len() + self.0.len());
+        s.push_str(prefix);
+        s.push_str(&self.0);
+        IdempotencyKey(s)
+    }
+
+    /// The key as a string: `operation_name:32_hex_chars`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The operation name part.
+    pub fn operation(&self) -> &str {
+        match self.0.rfind(':') {
+            Some(i) => &self.0[..i],
+            None => &self.0,
+        }
+    }
+
+    /// The 32 hex characters part.
+    pub fn hash_hex(&self) -> &str {
+        match self.0.rfind(':') {
+            Some(i) => &self.0[i + 1..],
+            None => "",
+        }
+    }
+
+    /// Parses a key printed by [`Display`](fmt::Display) (`operation_name:32_hex_chars`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the string is not of that shape.
+    pub fn parse(s: &str) -> Result<Self> {
+        let Some(i) = s.rfind(':') else {
+            return Err(Error::InvalidKey {
+                reason: "expected `operation_name:32_hex_chars`",
+            });
+        };
+        validate_operation(&s[..i])?;
+        let hex = &s[i + 1..];
+        if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(Error::InvalidKey {
+                reason: "expected 32 lowercase hex characters after the last `:`",
+            });
+        }
+        Ok(IdempotencyKey(s.to_owned()))
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdempotencyKey({})", self.0)
+    }
+}
+
+/// The SHA-256 of the canonical encoding of an operation's inputs, stored in the record to
+/// detect reuse of an idempotency key with different inputs (the IETF draft's "idempotency
+/// fingerprint", Stripe's parameter comparison). 32 bytes; prints as 64 hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// A derived idempotency key and the fingerprint of the inputs it was derived from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DerivedKey {
+    /// The idempotency key.
+    pub key: IdempotencyKey,
+    /// The fingerprint of the inputs.
+    pub fingerprint: Fingerprint,
+}
+
+/// Checks an operation name: non-empty, at most [`MAX_OPERATION_BYTES`], no control characters.
+pub(crate) fn validate_operation(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidKey {
+            reason: "the operation name is empty",
+        });
+    }
+    if name.len() > MAX_OPERATION_BYTES {
+        return Err(Error::InvalidKey {
+            reason: "the operation name is longer than 200 bytes",
+        });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidKey {
+            reason: "the operation name contains a control character",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a caller-supplied idempotency key: non-empty, at most [`MAX_CUSTOM_KEY_BYTES`] bytes
+/// (Stripe's limit), no control characters (the IETF draft asks servers to validate keys).
+///
+/// # Errors
+/// [`Error::InvalidKey`] naming the rule that failed.
+pub fn validate_custom_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidKey {
+            reason: "the idempotency key is empty",
+        });
+    }
+    if key.len() > MAX_CUSTOM_KEY_BYTES {
+        return Err(Error::InvalidKey {
+            reason: "the idempotency key is longer than 255 bytes",
+        });
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::InvalidKey {
+            reason: "the idempotency key contains a control character",
+        });
+    }
+    Ok(())
+}
+
+/// Builds an [`IdempotencyKey`] and [`Fingerprint`] from an operation name, a version, an optional
+/// scope, the arguments and an optional caller-supplied key.
+///
+/// Arguments are appended in call order; each is canonically encoded (see the module docs).
+/// Encoding errors are remembered and reported by [`finish`](Self::finish), so building never
+/// fails half-way.
+///
+/// ```
+/// use idempotency_core::KeyEncoder;
+/// let mut enc = KeyEncoder::new("billing::charge", 1);
+/// enc.scope(&"tenant-42").arg(&1200_u64).arg(&"EUR");
+/// let derived = enc.finish()?;
+/// assert!(derived.key.as_str().starts_with("billing::charge:"));
+/// assert_eq!(derived.key.hash_hex().len(), 32);
+/// # Ok::<(), idempotency_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct KeyEncoder<'a> {
+    operation: &'a str,
+    version: u32,
+    scope: Option<Vec<u8>>,
+    args: Vec<u8>,
+    custom: Option<&'a str>,
+    error: Option<Error>,
+}
+
+impl<'a> KeyEncoder<'a> {
+    /// Starts a key for `operation` at `version`.
+    pub fn new(operation: &'a str, version: u32) -> Self {
+        KeyEncoder {
+            operation,
+            version,
+            scope: None,
+            args: Vec::with_capacity(64),
+            custom: None,
+            error: None,
+        }
+    }
+
+    fn remember(&mut self, what: &'static str, r: std::result::Result<(), CanonicalError>) {
+        if let Err(e) = r {
+            if self.error.is_none() {
+                self.error = Some(Error::Encode { what, message: e.0 });
+            }
+        }
+    }
+
+    /// Sets the scope (tenant, org, user): keys of different scopes never collide, and a caller in
+    /// one scope can never read another scope's record (SEMANTICS.md scenario 19).
+    pub fn scope<S: Serialize + ?Sized>(&mut self, scope: &S) -> &mut Self {
+        let mut buf = Vec::with_capacity(32);
+        let r = canonical::encode_into(&mut buf, scope);
+        self.remember("the scope", r);
+        self.scope = Some(buf);
+        self
+    }
+
+    /// Appends one argument, encoded through its `Serialize` impl.
+    pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        let r = canonical::encode_into(&mut self.args, value);
+        self.remember("an argument", r);
+        self
+    }
+
+    /// Appends one argument through its [`NormalizeKey`] impl.
+    pub fn arg_normalized<T: NormalizeKey + ?Sized>(&mut self, value: &T) -> &mut Self {
+        let r = value.normalize_key(&mut KeyWriter {
+            out: &mut self.args,
+        });
+        self.remember("an argument", r);
+        self
+    }
+
+    /// Direct access to the argument writer, for generated code.
+    #[doc(hidden)]
+    pub fn writer(&mut self) -> KeyWriter<'_> {
+        KeyWriter {
+            out: &mut self.args,
+        }
+    }
+
+    /// Records an encoding error raised through [`writer`](Self::writer).
+    #[doc(hidden)]
+    pub fn record_error(&mut self, r: std::result::Result<(), CanonicalError>) {
+        self.remember("an argument", r);
+    }
+
+    /// Uses a caller-supplied idempotency key (Stripe style): the key then identifies the
+    /// operation, and the arguments only form the fingerprint. The key is validated by
+    /// [`finish`](Self::finish) and only ever enters the store hashed.
+    pub fn custom_key(&mut self, key: &'a str) -> &mut Self {
+        self.custom = Some(key);
+        self
+    }
+
+    /// Hashes everything into the key and fingerprint.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad operation name or custom key (see
+    /// [`validate_custom_key`]); [`Error::Encode`] when an argument or the scope failed to
+    /// serialize.
+    pub fn finish(self) -> Result<DerivedKey> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        validate_operation(self.operation)?;
+        let mut h = Sha256::new();
+        h.update(KEY_DOMAIN);
+        self.hash_identity(&mut h);
+        let fingerprint;
+        match self.custom {
+            Some(custom) => {
+                validate_custom_key(custom)?;
+                h.update([b'C']);
+                let mut lp = Vec::with_capacity(custom.len() + 3);
+                canonical::write_len_prefixed(&mut lp, custom.as_bytes());
+                h.update(&lp);
+                let mut f = Sha256::new();
+                f.update(FINGERPRINT_DOMAIN);
+                self.hash_operation(&mut f);
+                f.update(&self.args);
+                fingerprint = Fingerprint(f.finalize().into());
+            }
+            None => {
+                h.update([b'A']);
+                h.update(&self.args);
+                fingerprint = Fingerprint([0; 32]);
+            }
+        }
+        let digest: [u8; 32] = h.finalize().into();
+        let fingerprint = if self.custom.is_some() {
+            fingerprint
+        } else {
+            Fingerprint(digest)
+        };
+        Ok(DerivedKey {
+            key: IdempotencyKey(format_key(self.operation, &digest)),
+            fingerprint,
+        })
+    }
+
+    fn hash_operation(&self, h: &mut Sha256) {
+        let mut head = Vec::with_capacity(self.operation.len() + 8);
+        canonical::write_len_prefixed(&mut head, self.operation.as_bytes());
+        head.extend_from_slice(&self.version.to_le_bytes());
+        h.update(&head);
+    }
+
+    fn hash_identity(&self, h: &mut Sha256) {
+        self.hash_operation(h);
+        match &self.scope {
+            Some(s) => {
+                let mut lp = Vec::with_capacity(s.len() + 3);
+                lp.push(1);
+                canonical::write_len_prefixed(&mut lp, s);
+                h.update(&lp);
+            }
+            None => h.update([0]),
+        }
+    }
+}
+
+fn format_key(operation: &str, digest: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(operation.len() + 33);
+    s.push_str(operation);
+    s.push(':');
+    for &b in &digest[..16] {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+/// Writes a value into the canonical encoding by hand, for [`NormalizeKey`] impls.
+///
+/// The structure calls mirror serde's data model, so a type whose `NormalizeKey` impl writes
+/// every field (as `#[derive(NormalizeKey)]` does without `skip` or `with`) gets the same key as
+/// through its `Serialize` impl.
+#[derive(Debug)]
+pub struct KeyWriter<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl KeyWriter<'_> {
+    /// Writes a value through its `Serialize` impl.
+    ///
+    /// # Errors
+    /// The serializer's error.
+    pub fn value<T: Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+    ) -> std::result::Result<(), CanonicalError> {
+        canonical::encode_into(self.out, v)
+    }
+    /// Writes a value through its [`NormalizeKey`] impl.
+    ///
+    /// # Errors
+    /// The impl's error.
+    pub fn normalized<T: NormalizeKey + ?Sized>(
+        &mut self,
+        v: &T,
+    ) -> std::result::Result<(), CanonicalError> {
+        v.normalize_key(self)
+    }
+    /// Opens a struct with named fields (serde `serialize_struct`); close it with [`end`](Self::end).
+    pub fn begin_struct(&mut self) {
+        self.out.push(tag::STRUCT);
+    }
+    /// Opens a tuple struct (serde `serialize_tuple_struct`); close it with [`end`](Self::end).
+    pub fn begin_tuple(&mut self) {
+        self.out.push(tag::TUPLE);
+    }
+    /// Writes a unit struct (serde `serialize_unit_struct`).
+    pub fn unit(&mut self) {
+        self.out.push(tag::UNIT);
+    }
+    /// Writes an enum variant header by index (serde's `variant_index`). For a unit variant that
+    /// is all; a newtype variant writes its one value next; a tuple or struct variant calls
+    /// [`begin_tuple`](Self::begin_tuple) or [`begin_struct`](Self::begin_struct) next.
+    pub fn variant(&mut self, index: u32) {
+        canonical::write_variant(self.out, index);
+    }
+    /// Closes a struct or tuple.
+    pub fn end(&mut self) {
+        self.out.push(tag::END);
+    }
+}
+
+/// How a type enters an idempotency key, when its `Serialize` impl is not the right identity:
+/// leave out trace ids and request timestamps, or normalize a field (SEMANTICS.md scenario 17,
+/// Powertools' `payload_validation_jmespath`).
+///
+/// Derive it with `#[derive(NormalizeKey)]` from the `idempotency` crate, with the field
+/// attributes `#[idempotency(skip)]` and `#[idempotency(with = path)]`. `#[idempotent]`
+/// functions use this impl for a parameter when the type has one, and `Serialize` otherwise.
+pub trait NormalizeKey {
+    /// Writes this value's identity into `w`.
+    ///
+    /// # Errors
+    /// A serialization error from a field's `Serialize` impl.
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError>;
+}
+
+impl<T: NormalizeKey + ?Sized> NormalizeKey for &T {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        (**self).normalize_key(w)
+    }
+}
+
+/// Autoref dispatch used by generated code: a value enters the key through [`NormalizeKey`]
+/// when its type implements it, and through `Serialize` otherwise. Not public API.
+#[doc(hidden)]
+#[allow(missing_debug_implementations, missing_docs)]
+pub mod dispatch {
+    use super::{CanonicalError, KeyWriter, NormalizeKey};
+    use serde::Serialize;
+
+    /// Wraps a reference to an argument.
+    pub struct KeyArg<'a, T: ?Sized>(pub &'a T);
+
+    /// Preferred: the type implements [`NormalizeKey`].
+    pub trait ViaNormalize {
+        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError>;
+    }
+    impl<T: NormalizeKey + ?Sized> ViaNormalize for KeyArg<'_, T> {
+        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError> {
+            self.0.normalize_key(w)
+        }
+    }
+
+    /// Fallback: the type implements `Serialize`.
+    pub trait ViaSerialize {
+        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError>;
+    }
+    impl<T: Serialize + ?Sized> ViaSerialize for &KeyArg<'_, T> {
+        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError> {
+            w.value(self.0)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Core of the [`idempotency`](https://docs.rs/idempotency) framework: key derivation, records,
+//! the [`Storage`] trait, the memory and file stores, and the [`IdempotencyManager`].
+//!
+//! **Not for direct use; depend on `idempotency`.** This crate's API does not follow semantic
+//! versioning on its own: only the `idempotency` facade does.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod canonical;
+mod error;
+mod key;
+mod manager;
+mod memory;
+mod record;
+mod rt;
+mod storage;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{BoxDynError, Error, ErrorKind, Result};
+pub use key::{
+    dispatch, validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,
+    NormalizeKey, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
+};
+pub use manager::{
+    Begin, Call, CallOptions, ConflictPolicy, FingerprintPolicy, IdempotencyManager,
+    ManagerBuilder, ManagerConfig, OperationLease, Outcome, Provenance, StoreErrorPolicy,
+};
+pub use memory::MemoryStorage;
+pub use record::{
+    Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
+};
+pub use rt::block_on;
+pub use storage::{
+    apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
+    Observed, Storage,
+};

@@ -1,0 +1,162 @@
+//! `MemoryStorage`: records in a process-local map.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::key::IdempotencyKey;
+use crate::record::{Clock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp};
+use crate::storage::{
+    apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Observed, Storage,
+};
+
+/// A store that keeps records in memory, for tests and single-process services.
+///
+/// Every operation runs under one mutex, so each state transition is atomic. Nothing survives
+/// the process. Clones share the same records. Time comes from the store's [`Clock`] (the
+/// system clock unless [`with_clock`](Self::with_clock) injects another).
+#[derive(Debug, Clone)]
+pub struct MemoryStorage {
+    records: Arc<Mutex<HashMap<IdempotencyKey, Record>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStorage {
+    /// An empty store on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// An empty store on `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryStorage {
+            records: Arc::new(Mutex::new(HashMap::new())),
+            clock,
+        }
+    }
+
+    /// How many records are held (expired ones included until purged).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<IdempotencyKey, Record>> {
+        // A panic while holding the lock cannot leave a record half-written (every write is a
+        // single insert), so a poisoned map is still consistent.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(
+        &self,
+        key: &IdempotencyKey,
+        owner: &Owner,
+        finish: Finish<'_>,
+        ttl: Duration,
+    ) -> Result<Record> {
+        let now = self.clock.now();
+        let mut map = self.lock();
+        match apply_finish(map.get(key).cloned(), owner, finish, ttl, now) {
+            Some(rec) => {
+                map.insert(key.clone(), rec.clone());
+                Ok(rec)
+            }
+            None => Err(Error::LeaseLost { key: key.clone() }),
+        }
+    }
+}
+
+impl Storage for MemoryStorage {
+    async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
+        let now = self.clock.now();
+        let mut map = self.lock();
+        match decide_claim(key, map.get(key).cloned(), req, now) {
+            ClaimDecision::Write(rec, claim) => {
+                map.insert(key.clone(), rec);
+                Ok(claim)
+            }
+            ClaimDecision::Keep(claim) => Ok(claim),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        owner: &Owner,
+        result: &[u8],
+        ttl: Duration,
+    ) -> Result<Record> {
+        self.finish(key, owner, Finish::Success(result), ttl)
+    }
+
+    async fn fail(
+        &self,
+        key: &IdempotencyKey,
+        owner: &Owner,
+        error: &RecordError,
+        ttl: Duration,
+    ) -> Result<Record> {
+        self.finish(key, owner, Finish::Failed(error), ttl)
+    }
+
+    async fn release(&self, key: &IdempotencyKey, owner: &Owner) -> Result<bool> {
+        let mut map = self.lock();
+        let mine = map
+            .get(key)
+            .is_some_and(|r| r.owner == *owner && r.status == RecordStatus::Pending);
+        if mine {
+            map.remove(key);
+        }
+        Ok(mine)
+    }
+
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> Result<Timestamp> {
+        let now = self.clock.now();
+        let mut map = self.lock();
+        match map.get_mut(key) {
+            Some(r) if r.owner == *owner && r.status == RecordStatus::Pending => {
+                let until = now.saturating_add(lease);
+                r.expires_at = until;
+                r.lease_until = Some(until);
+                Ok(until)
+            }
+            _ => Err(Error::LeaseLost { key: key.clone() }),
+        }
+    }
+
+    async fn get(&self, key: &IdempotencyKey) -> Result<Option<Observed>> {
+        let now = self.clock.now();
+        Ok(self.lock().get(key).map(|r| Observed {
+            record: r.clone(),
+            now,
+        }))
+    }
+
+    async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
+        Ok(self.lock().remove(key).is_some())
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let now = self.clock.now();
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, r| !r.is_expired_at(now));
+        Ok((before - map.len()) as u64)
+    }
+}

@@ -1,0 +1,313 @@
+//! Records, their status, timestamps and clocks.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::key::{Fingerprint, IdempotencyKey};
+
+/// A point in time on the store's clock: milliseconds since the Unix epoch (wall time).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Milliseconds since the Unix epoch.
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// `self + d`, saturating at the far future.
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// How long from `earlier` to `self`; zero when `earlier` is later.
+    pub fn saturating_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+
+    /// As a `SystemTime`.
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({}ms)", self.0)
+    }
+}
+
+/// A source of store-side wall time. Stores decide leases and expiry with their clock, never
+/// with a caller's (SEMANTICS.md scenario 22); tests inject a [`ManualClock`].
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock. A clock set before 1970 reads as the epoch; reading it never fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+}
+
+/// A clock that moves only when told to, for tests. Clones share one time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(start.0)))
+    }
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+    /// Moves the clock backward by `d` (a clock step), saturating at the epoch.
+    pub fn rewind(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(ms))
+            });
+    }
+    /// Sets the clock to `t`.
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// The lifecycle state of a record (the specification's statuses; Powertools calls them
+/// `INPROGRESS`, `COMPLETED`, `EXPIRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RecordStatus {
+    /// Claimed; the function is running (or its holder crashed and the lease has not ended).
+    Pending,
+    /// Finished with a stored value; replayed until `expires_at`.
+    Success,
+    /// Finished with a stored error (or a "result not retained" marker); replayed until
+    /// `expires_at` (the failure TTL).
+    Failed,
+    /// Past `expires_at` (for `Pending`: past the lease). Never stored: this is how
+    /// [`Record::status_at`] reads a record whose time is up; the next claim replaces it.
+    Expired,
+}
+
+impl fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecordStatus::Pending => "pending",
+            RecordStatus::Success => "success",
+            RecordStatus::Failed => "failed",
+            RecordStatus::Expired => "expired",
+        })
+    }
+}
+
+/// What a `Failed` record holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordError {
+    /// The function's own error value, postcard-encoded; replays decode and return it.
+    Encoded(Vec<u8>),
+    /// The function ran but its result could not be stored (too large, or its `Serialize`
+    /// failed); replays get [`Error::ResultNotRetained`] with this reason.
+    NotRetained(String),
+}
+
+/// The execution id and fencing token that identify one holder of a key. Every write after a
+/// claim is conditional on both still matching the record (fencing, after Kleppmann).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    /// A fresh random (v4) UUID per attempt, chosen by the caller before the claim is sent, so
+    /// an ambiguous claim reply can be resolved by reading it back (scenario 5).
+    pub execution_id: Uuid,
+    /// 1 for the first claim of a key, +1 for each takeover of an expired record.
+    pub fencing_token: u64,
+}
+
+/// What a store holds per idempotency key.
+///
+/// Encoded on disk and in Redis as the 4-byte header `IDR` + [`Record::FORMAT_VERSION`], then
+/// the postcard encoding of this struct; [`Record::decode`] refuses other versions with
+/// [`Error::IncompatibleRecord`] so a newer writer's records are never misread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The idempotency key.
+    pub key: IdempotencyKey,
+    /// The stored status: `Pending`, `Success` or `Failed` (never `Expired`; see
+    /// [`status_at`](Self::status_at)).
+    pub status: RecordStatus,
+    /// For `Success`: the postcard encoding of the function's value. Empty otherwise.
+    pub result: Vec<u8>,
+    /// For `Failed`: the stored error.
+    pub error: Option<RecordError>,
+    /// When the current holder claimed the key (store clock).
+    pub created_at: Timestamp,
+    /// When the record stops counting: for `Pending` the lease deadline, for `Success` and
+    /// `Failed` the completion time plus the TTL (retention counts from completion).
+    pub expires_at: Timestamp,
+    /// The holder: execution id and fencing token.
+    pub owner: Owner,
+    /// For `Pending`: the lease deadline (equal to `expires_at`). `None` once finished.
+    pub lease_until: Option<Timestamp>,
+    /// The fingerprint of the inputs of the call that claimed the key.
+    pub fingerprint: Fingerprint,
+}
+
+const MAGIC: &[u8; 3] = b"IDR";
+
+impl Record {
+    /// The record format version written by this build.
+    pub const FORMAT_VERSION: u8 = 1;
+
+    /// A new `Pending` record for `owner`, claimed at `now` with a lease of `lease`.
+    pub fn pending(
+        key: IdempotencyKey,
+        fingerprint: Fingerprint,
+        owner: Owner,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Record {
+        let until = now.saturating_add(lease);
+        Record {
+            key,
+            status: RecordStatus::Pending,
+            result: Vec::new(),
+            error: None,
+            created_at: now,
+            expires_at: until,
+            owner,
+            lease_until: Some(until),
+            fingerprint,
+        }
+    }
+
+    /// The status as read at `now`: the stored status, or `Expired` once `now >= expires_at`.
+    pub fn status_at(&self, now: Timestamp) -> RecordStatus {
+        if self.is_expired_at(now) {
+            RecordStatus::Expired
+        } else {
+            self.status
+        }
+    }
+
+    /// Whether the record's time is up at `now` (`now >= expires_at`).
+    pub fn is_expired_at(&self, now: Timestamp) -> bool {
+        now >= self.expires_at
+    }
+
+    /// Whether the record's time is up by the system clock.
+    pub fn is_expired(&self) -> bool {
+        self.is_expired_at(SystemClock.now())
+    }
+
+    /// Time left before the record expires, by the system clock (zero once expired).
+    pub fn time_to_live(&self) -> Duration {
+        self.time_to_live_at(SystemClock.now())
+    }
+
+    /// Time left before the record expires, at `now` (zero once expired).
+    pub fn time_to_live_at(&self, now: Timestamp) -> Duration {
+        self.expires_at.saturating_since(now)
+    }
+
+    /// Marks the record finished with `status` at `now`, kept for `ttl` from now.
+    pub fn finish(&mut self, status: RecordStatus, now: Timestamp, ttl: Duration) {
+        self.status = status;
+        self.lease_until = None;
+        self.expires_at = now.saturating_add(ttl);
+    }
+
+    /// Encodes the record: header then postcard.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if postcard fails (it does not for this type in practice).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(96 + self.result.len());
+        out.extend_from_slice(MAGIC);
+        out.push(Self::FORMAT_VERSION);
+        postcard::to_io(self, &mut out).map_err(|e| Error::Encode {
+            what: "a record",
+            message: e.to_string(),
+        })?;
+        Ok(out)
+    }
+
+    /// Decodes a record written by [`encode`](Self::encode). `location` names where the bytes
+    /// came from, for the error.
+    ///
+    /// # Errors
+    /// [`Error::CorruptRecord`] for bytes that are empty, truncated, not a record or do not
+    /// decode; [`Error::IncompatibleRecord`] for another format version.
+    pub fn decode(bytes: &[u8], location: &str) -> Result<Record> {
+        if bytes.len() < 4 || &bytes[..3] != MAGIC {
+            return Err(Error::CorruptRecord {
+                key: location.to_owned(),
+                reason: if bytes.is_empty() {
+                    "empty record".to_owned()
+                } else {
+                    "missing the `IDR` record header".to_owned()
+                },
+            });
+        }
+        if bytes[3] != Self::FORMAT_VERSION {
+            return Err(Error::IncompatibleRecord {
+                key: location.to_owned(),
+                reason: format!(
+                    "record format version {} (this build reads {})",
+                    bytes[3],
+                    Self::FORMAT_VERSION
+                ),
+            });
+        }
+        let (record, rest): (Record, &[u8]) =
+            postcard::take_from_bytes(&bytes[4..]).map_err(|e| Error::CorruptRecord {
+                key: location.to_owned(),
+                reason: format!("undecodable record: {e}"),
+            })?;
+        if !rest.is_empty() {
+            return Err(Error::CorruptRecord {
+                key: location.to_owned(),
+                reason: format!("{} trailing bytes after the record", rest.len()),
+            });
+        }
+        if record.status == RecordStatus::Expired {
+            return Err(Error::CorruptRecord {
+                key: location.to_owned(),
+                reason: "a stored record cannot have status `Expired`".to_owned(),
+            });
+        }
+        Ok(record)
+    }
+}

@@ -1,0 +1,81 @@
+//! # idempotency
+//!
+//! Make any function or pipeline safe to retry. The first call with a given input runs; every
+//! repeat within its TTL returns the stored result; concurrent duplicates never both run; a
+//! crashed holder's lease expires and exactly one caller takes over; a stale holder can never
+//! overwrite a newer result (fencing tokens).
+//!
+//! ```toml
+//! [dependencies]
+//! idempotency = "0.1"                                        # file store + macros
+//! # idempotency = { version = "0.1", features = ["redis"] }  # + the Redis store
+//! ```
+//!
+//! ```
+//! use idempotency::{Call, IdempotencyKey, IdempotencyManager, MemoryStorage};
+//!
+//! let manager = IdempotencyManager::new(MemoryStorage::new());
+//! let call = Call::new(IdempotencyKey::derive("billing::charge", 1, &("order-1", 1200_u64))?);
+//! let first = manager.execute_sync(&call, || "charged")?;
+//! let again = manager.execute_sync(&call, || "charged twice!")?;
+//! assert!(!first.is_replayed() && again.is_replayed());
+//! assert_eq!(again.value, "charged");
+//! # Ok::<(), idempotency::Error>(())
+//! ```
+//!
+//! ## Features
+//! - `macros` (default): `#[idempotent]` and `#[derive(NormalizeKey)]`.
+//! - `file` (default): the embedded file store, `FileStorage`.
+//! - `redis`: the Redis store, `RedisStorage`.
+//! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
+//!
+//! ## MSRV
+//! Rust 1.85; raising it is a minor-version change.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod default;
+
+pub use default::{default_manager, set_default_manager, StoreUrl};
+pub use idempotency_core::{
+    block_on, canonical, validate_custom_key, Begin, BoxDynError, BoxFuture, Call, CallOptions,
+    Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error, ErrorKind,
+    Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder, KeyWriter,
+    ManagerBuilder, ManagerConfig, ManualClock, MemoryStorage, NormalizeKey, Observed,
+    OperationLease, Outcome, Owner, Provenance, Record, RecordError, RecordStatus, Result, Storage,
+    StoreErrorPolicy, SystemClock, Timestamp, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
+};
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+#[doc(inline)]
+pub use idempotency_core::{conformance_suite, testing};
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc(inline)]
+pub use idempotency_macros::{idempotent, NormalizeKey};
+
+/// Used by generated code. Not public API; may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use core::future::Future;
+    pub use core::option::Option;
+    pub use core::result::Result;
+    pub use core::time::Duration;
+    pub use idempotency_core::dispatch::{KeyArg, ViaNormalize, ViaSerialize};
+    pub use idempotency_core::{
+        block_on, Call, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager, KeyEncoder,
+        KeyWriter, NormalizeKey,
+    };
+    pub use serde::{de::DeserializeOwned, Serialize};
+
+    pub use crate::default::default_manager;
+}
