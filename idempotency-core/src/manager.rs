@@ -475,25 +475,27 @@ impl IdempotencyManager {
         }
     }
 
-    fn request(&self, call: &Call) -> ClaimRequest {
+    fn request(call: &Call, lease: Duration) -> ClaimRequest {
         ClaimRequest {
             execution_id: Uuid::new_v4(),
             fingerprint: call.fingerprint,
-            lease: call
-                .options
-                .pending_timeout
-                .unwrap_or(self.inner.config.pending_timeout),
+            lease,
             refresh: call.options.refresh,
         }
     }
 
-    fn ttls(&self, call: &Call) -> Result<(Duration, Duration)> {
+    /// The TTL, failure TTL and lease of `call`. A per-call TTL shorter than the manager's lease
+    /// shortens the lease to match, unless the call sets its own lease.
+    fn settings(&self, call: &Call) -> Result<(Duration, Duration, Duration)> {
         let c = &self.inner.config;
         let ttl = call.options.ttl.unwrap_or(c.default_ttl);
         let failure_ttl = call.options.failure_ttl.unwrap_or(c.failure_ttl);
-        let lease = call.options.pending_timeout.unwrap_or(c.pending_timeout);
+        let lease = call
+            .options
+            .pending_timeout
+            .unwrap_or_else(|| c.pending_timeout.min(ttl));
         validate_durations(ttl, failure_ttl, lease)?;
-        Ok((ttl, failure_ttl))
+        Ok((ttl, failure_ttl, lease))
     }
 
     /// Runs `f` under `call`'s key, or replays the stored value.
@@ -625,14 +627,14 @@ impl IdempotencyManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = R>,
     {
-        let (ttl, failure_ttl) = self.ttls(call)?;
+        let (ttl, failure_ttl, lease) = self.settings(call)?;
         let key = self.store_key(&call.key);
         let config = &self.inner.config;
         let storage = &self.inner.storage;
         let on_conflict = call.options.on_conflict.unwrap_or(config.on_conflict);
         let fp_policy = call.options.fingerprint.unwrap_or(config.fingerprint);
         let started = Instant::now();
-        let req = self.request(call);
+        let req = Self::request(call, lease);
         loop {
             let claim = match storage.try_claim(&key, &req).await {
                 Ok(c) => c,
@@ -931,9 +933,9 @@ impl IdempotencyManager {
     /// Store errors; [`Error::FingerprintMismatch`] under the reject policy;
     /// `CorruptRecord`/`IncompatibleRecord`; [`Error::Config`].
     pub async fn begin_operation(&self, call: &Call) -> Result<Begin> {
-        let (ttl, failure_ttl) = self.ttls(call)?;
+        let (ttl, failure_ttl, lease) = self.settings(call)?;
         let key = self.store_key(&call.key);
-        let req = self.request(call);
+        let req = Self::request(call, lease);
         match self.inner.storage.try_claim(&key, &req).await? {
             Claim::Acquired {
                 owner,
