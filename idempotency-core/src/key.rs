@@ -305,8 +305,7 @@ impl<'a> KeyEncoder<'a> {
         let mut h = Sha256::new();
         h.update(KEY_DOMAIN);
         self.hash_identity(&mut h);
-        let fingerprint;
-        match self.custom {
+        let fingerprint = match self.custom {
             Some(custom) => {
                 validate_custom_key(custom)?;
                 h.update([b'C']);
@@ -317,20 +316,17 @@ impl<'a> KeyEncoder<'a> {
                 f.update(FINGERPRINT_DOMAIN);
                 self.hash_operation(&mut f);
                 f.update(&self.args);
-                fingerprint = Fingerprint(f.finalize().into());
+                Some(Fingerprint(f.finalize().into()))
             }
             None => {
                 h.update([b'A']);
                 h.update(&self.args);
-                fingerprint = Fingerprint([0; 32]);
+                None
             }
-        }
-        let digest: [u8; 32] = h.finalize().into();
-        let fingerprint = if self.custom.is_some() {
-            fingerprint
-        } else {
-            Fingerprint(digest)
         };
+        let digest: [u8; 32] = h.finalize().into();
+        // A derived key's fingerprint is its own digest: same key, same inputs.
+        let fingerprint = fingerprint.unwrap_or(Fingerprint(digest));
         Ok(DerivedKey {
             key: IdempotencyKey(format_key(self.operation, &digest)),
             fingerprint,

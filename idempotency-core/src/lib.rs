@@ -24,6 +24,7 @@ mod memory;
 mod record;
 mod rt;
 mod storage;
+pub mod telemetry;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -46,3 +47,4 @@ pub use storage::{
     apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
     Observed, Storage,
 };
+pub use telemetry::ManagerStats;

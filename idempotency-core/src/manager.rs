@@ -16,6 +16,7 @@ use crate::key::{DerivedKey, Fingerprint, IdempotencyKey};
 use crate::record::{Owner, RecordError, RecordStatus, Timestamp};
 use crate::rt::{self, CatchUnwind};
 use crate::storage::{Claim, ClaimRequest, DynStorage, Observed};
+use crate::telemetry::{self, Counters, ManagerStats, Step};
 
 /// What a caller does when another caller holds a live lease on the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +321,7 @@ impl ManagerBuilder {
             inner: Arc::new(Inner {
                 storage: self.storage,
                 config: self.config,
+                counters: Counters::default(),
             }),
         })
     }
@@ -343,6 +345,7 @@ fn validate_durations(ttl: Duration, failure_ttl: Duration, lease: Duration) -> 
 struct Inner {
     storage: Arc<dyn DynStorage>,
     config: ManagerConfig,
+    counters: Counters,
 }
 
 /// Runs functions under idempotency keys: the first call with a key runs; repeats within the
@@ -452,6 +455,7 @@ impl IdempotencyManager {
             inner: Arc::new(Inner {
                 storage: Arc::new(storage),
                 config: ManagerConfig::default(),
+                counters: Counters::default(),
             }),
         }
     }
@@ -464,6 +468,13 @@ impl IdempotencyManager {
     /// The settings.
     pub fn config(&self) -> &ManagerConfig {
         &self.inner.config
+    }
+
+    /// What this manager has done since it was built: counts and the ratios operators watch
+    /// (hit rate, duplicate rate, failure rate, lock contention). Works without the `metrics`
+    /// feature.
+    pub fn stats(&self) -> ManagerStats {
+        self.inner.counters.snapshot()
     }
 
     fn store_key<'k>(&self, key: &'k IdempotencyKey) -> Cow<'k, IdempotencyKey> {
@@ -631,20 +642,30 @@ impl IdempotencyManager {
         let key = self.store_key(&call.key);
         let config = &self.inner.config;
         let storage = &self.inner.storage;
+        let counters = &self.inner.counters;
+        counters.request();
         let on_conflict = call.options.on_conflict.unwrap_or(config.on_conflict);
         let fp_policy = call.options.fingerprint.unwrap_or(config.fingerprint);
         let started = Instant::now();
+        let mut waited = false;
         let req = Self::request(call, lease);
         loop {
-            let claim = match storage.try_claim(&key, &req).await {
+            let claim_started = Instant::now();
+            let claimed = storage.try_claim(&key, &req).await;
+            telemetry::store_latency("claim", claim_started.elapsed());
+            let claim = match claimed {
                 Ok(c) => c,
-                Err(e)
-                    if e.is_store_unavailable()
-                        && config.on_store_error == StoreErrorPolicy::FailOpen =>
-                {
-                    let value = f().await;
+                Err(e) => {
+                    if !e.is_store_unavailable() {
+                        return Err(e);
+                    }
+                    counters.step(Step::StoreError("claim"), &call.key, None);
+                    if config.on_store_error == StoreErrorPolicy::FailClosed {
+                        return Err(e);
+                    }
+                    counters.step(Step::Unprotected, &call.key, None);
                     return Ok(Outcome {
-                        value,
+                        value: f().await,
                         provenance: Provenance {
                             replayed: false,
                             key: call.key.clone(),
@@ -659,14 +680,22 @@ impl IdempotencyManager {
                         },
                     });
                 }
-                Err(e) => return Err(e),
             };
+            let still_pending =
+                matches!(&claim, Claim::Existing(o) if o.record.status == RecordStatus::Pending);
+            if waited && !still_pending {
+                counters.lock_wait(started.elapsed());
+            }
             match claim {
                 Claim::Acquired {
                     owner,
                     lease_until,
                     takeover,
                 } => {
+                    counters.step(Step::Claimed, &call.key, Some(&owner));
+                    if takeover {
+                        counters.step(Step::TookOver, &call.key, Some(&owner));
+                    }
                     let lease = OperationLease {
                         key: key.into_owned(),
                         owner,
@@ -678,29 +707,42 @@ impl IdempotencyManager {
                     return self.run_claimed(call, lease, f, &codec).await;
                 }
                 Claim::Existing(obs) => {
+                    // The mismatch answer comes before the in-progress answer (scenario 16).
                     let mismatch = obs.record.fingerprint != call.fingerprint;
-                    if mismatch && fp_policy == FingerprintPolicy::Reject {
-                        return Err(Error::FingerprintMismatch {
-                            key: call.key.clone(),
-                        });
+                    if mismatch {
+                        let rejected = fp_policy == FingerprintPolicy::Reject;
+                        counters.step(Step::Mismatch { rejected }, &call.key, None);
+                        if rejected {
+                            return Err(Error::FingerprintMismatch {
+                                key: call.key.clone(),
+                            });
+                        }
                     }
                     match obs.record.status {
                         RecordStatus::Pending | RecordStatus::Expired => {
                             let lease_until = obs.record.expires_at;
+                            if !waited {
+                                counters.step(Step::Conflict, &call.key, Some(&obs.record.owner));
+                            }
                             match on_conflict {
                                 ConflictPolicy::Wait { timeout } if started.elapsed() < timeout => {
+                                    waited = true;
                                     let left = timeout.saturating_sub(started.elapsed());
                                     rt::sleep(config.poll_interval.min(left)).await;
                                 }
                                 _ => {
+                                    if waited {
+                                        counters.lock_wait(started.elapsed());
+                                    }
                                     return Err(Error::InProgress {
                                         key: call.key.clone(),
                                         lease_until,
-                                    })
+                                    });
                                 }
                             }
                         }
                         RecordStatus::Success | RecordStatus::Failed => {
+                            counters.step(Step::Replayed, &call.key, Some(&obs.record.owner));
                             return self.replay(call, obs, mismatch, &codec);
                         }
                     }
@@ -776,17 +818,21 @@ impl IdempotencyManager {
             Err(panic) => {
                 // A panic is retryable: release the claim, then let the panic continue.
                 let _ = storage.release(&lease.key, &lease.owner).await;
+                self.inner
+                    .counters
+                    .step(Step::Released, &call.key, Some(&lease.owner));
                 std::panic::resume_unwind(panic);
             }
         };
-        let provenance = |rec: &crate::record::Record| Provenance {
+        // A record just finished is kept for exactly its TTL from now.
+        let provenance = |rec: &crate::record::Record, time_to_live: Duration| Provenance {
             replayed: false,
             key: call.key.clone(),
             execution_id: lease.owner.execution_id,
             fencing_token: lease.owner.fencing_token,
             created_at: rec.created_at,
             expires_at: rec.expires_at,
-            time_to_live: rec.expires_at.saturating_since(rec.created_at),
+            time_to_live,
             fingerprint_mismatch: false,
             takeover: lease.takeover,
             unprotected: false,
@@ -802,21 +848,30 @@ impl IdempotencyManager {
             }
             Disposition::Success(bytes) => {
                 let rec = self.finish_with_retry(call, &lease, Ok(&bytes)).await?;
+                self.inner
+                    .counters
+                    .step(Step::Completed, &call.key, Some(&lease.owner));
                 Ok(Outcome {
-                    provenance: provenance(&rec),
+                    provenance: provenance(&rec, lease.ttl),
                     value,
                 })
             }
             Disposition::Failure(bytes) => {
                 let err = RecordError::Encoded(bytes);
                 let rec = self.finish_with_retry(call, &lease, Err(&err)).await?;
+                self.inner
+                    .counters
+                    .step(Step::FailureCached, &call.key, Some(&lease.owner));
                 Ok(Outcome {
-                    provenance: provenance(&rec),
+                    provenance: provenance(&rec, lease.failure_ttl),
                     value,
                 })
             }
             Disposition::Release => {
                 storage.release(&lease.key, &lease.owner).await?;
+                self.inner
+                    .counters
+                    .step(Step::Released, &call.key, Some(&lease.owner));
                 Ok(Outcome {
                     value,
                     provenance: Provenance {
@@ -845,6 +900,9 @@ impl IdempotencyManager {
     ) -> Result<Outcome<R>> {
         let err = RecordError::NotRetained(reason.clone());
         self.finish_with_retry(call, lease, Err(&err)).await?;
+        self.inner
+            .counters
+            .step(Step::FailureCached, &call.key, Some(&lease.owner));
         Err(Error::ResultNotRetained {
             key: call.key.clone(),
             reason,
@@ -861,7 +919,9 @@ impl IdempotencyManager {
         let attempts = self.inner.config.complete_attempts;
         let mut backoff = Duration::from_millis(10);
         let mut attempt = 1;
+        let counters = &self.inner.counters;
         loop {
+            let started = Instant::now();
             let r = match what {
                 Ok(bytes) => {
                     storage
@@ -874,12 +934,19 @@ impl IdempotencyManager {
                         .await
                 }
             };
+            telemetry::store_latency("complete", started.elapsed());
+            if let Err(e) = &r {
+                if e.is_store_unavailable() {
+                    counters.step(Step::StoreError("complete"), &call.key, Some(&lease.owner));
+                }
+            }
             match r {
                 Ok(rec) => return Ok(rec),
                 Err(Error::LeaseLost { .. }) => {
+                    counters.step(Step::FencedOut, &call.key, Some(&lease.owner));
                     return Err(Error::LeaseLost {
                         key: call.key.clone(),
-                    })
+                    });
                 }
                 Err(e) if e.is_store_unavailable() && attempt < attempts => {
                     rt::sleep(backoff).await;

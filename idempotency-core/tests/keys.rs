@@ -74,14 +74,32 @@ fn golden_inputs() -> Vec<(&'static str, String)> {
         ("u64", key("golden::int", &42_u64)),
         ("string", key("golden::str", "hello")),
         ("unicode", key("golden::str", "Grüße, 世界 🚀")),
-        ("floats", key("golden::float", &(1.5_f64, -0.0_f64, f64::NAN, 0.1_f32))),
-        ("options", key("golden::opt", &(Some(0_u8), None::<u8>, Some(""))),),
+        (
+            "floats",
+            key("golden::float", &(1.5_f64, -0.0_f64, f64::NAN, 0.1_f32)),
+        ),
+        (
+            "options",
+            key("golden::opt", &(Some(0_u8), None::<u8>, Some(""))),
+        ),
         ("uuid", key("golden::uuid", &uuid)),
         ("nested", key("golden::nested", &nested)),
         ("struct_with_map", key("golden::order", &order())),
-        ("enum_text", key("golden::enum", &Payload::Text("10".into()))),
+        (
+            "enum_text",
+            key("golden::enum", &Payload::Text("10".into())),
+        ),
         ("enum_number", key("golden::enum", &Payload::Number(10))),
-        ("enum_struct", key("golden::enum", &Payload::Pair { a: -5, b: Some(true) })),
+        (
+            "enum_struct",
+            key(
+                "golden::enum",
+                &Payload::Pair {
+                    a: -5,
+                    b: Some(true),
+                },
+            ),
+        ),
         ("set", key("golden::set", &set)),
         ("scoped", {
             let mut e = KeyEncoder::new("golden::scoped", 3);
@@ -105,10 +123,19 @@ const GOLDEN: &[(&str, &str)] = &[
     ("options", "golden::opt:0fad3de4993fe11788bffe5453add68a"),
     ("uuid", "golden::uuid:4adf7c44bae4d634a3f85c8479d9df9a"),
     ("nested", "golden::nested:6f7ae93a1bfc6a0158a8da6e0a1cea3a"),
-    ("struct_with_map", "golden::order:05c9d24e5ea30ee1666dfa08faefb4c9"),
+    (
+        "struct_with_map",
+        "golden::order:05c9d24e5ea30ee1666dfa08faefb4c9",
+    ),
     ("enum_text", "golden::enum:a9bafc27a6b90fdb51f967428d1b0b4f"),
-    ("enum_number", "golden::enum:ff2cad1d0d1cc71f4fef7a437c998f47"),
-    ("enum_struct", "golden::enum:e6e01372b13eada40f2c399f44dc8aaa"),
+    (
+        "enum_number",
+        "golden::enum:ff2cad1d0d1cc71f4fef7a437c998f47",
+    ),
+    (
+        "enum_struct",
+        "golden::enum:e6e01372b13eada40f2c399f44dc8aaa",
+    ),
     ("set", "golden::set:be02416d313c586bea690ea86bc17c6a"),
     ("scoped", "golden::scoped:32de60a0a7f77c5b7fa7fe9d94c69d6a"),
     ("custom", "golden::custom:84237e104ef41c13f165dfc851786b06"),
@@ -135,12 +162,23 @@ fn golden_key_vectors() {
 
 #[test]
 fn key_shape_is_operation_then_32_hex() {
-    let k = IdempotencyKey::derive("billing::charge", 1, &1_u8).unwrap_or_else(|e| panic!("{e}")).key;
+    let k = IdempotencyKey::derive("billing::charge", 1, &1_u8)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .key;
     assert_eq!(k.operation(), "billing::charge");
     assert_eq!(k.hash_hex().len(), 32);
-    assert!(k.hash_hex().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-    assert_eq!(IdempotencyKey::parse(k.as_str()).unwrap_or_else(|e| panic!("{e}")), k);
-    assert_eq!(IdempotencyKey::parse("op:xyz").map_err(|e| e.kind()).err(), Some(ErrorKind::InvalidKey));
+    assert!(k
+        .hash_hex()
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(
+        IdempotencyKey::parse(k.as_str()).unwrap_or_else(|e| panic!("{e}")),
+        k
+    );
+    assert_eq!(
+        IdempotencyKey::parse("op:xyz").map_err(|e| e.kind()).err(),
+        Some(ErrorKind::InvalidKey)
+    );
 }
 
 #[test]
@@ -154,11 +192,21 @@ fn scenario_17_canonical_fingerprint_rules() {
     assert_eq!(key("t", &0.5_f32), key("t", &0.5_f64));
     // Values a user calls different never share a key.
     assert_ne!(key("t", "10"), key("t", &10_u32));
-    assert_ne!(key("t", &Payload::Text("10".into())), key("t", &Payload::Number(10)));
+    assert_ne!(
+        key("t", &Payload::Text("10".into())),
+        key("t", &Payload::Number(10))
+    );
     assert_ne!(key("t", &None::<()>), key("t", &()));
-    assert_ne!(key("t", &(vec![1_u8], vec![2_u8])), key("t", &(vec![1_u8, 2], Vec::<u8>::new())));
+    assert_ne!(
+        key("t", &(vec![1_u8], vec![2_u8])),
+        key("t", &(vec![1_u8, 2], Vec::<u8>::new()))
+    );
     assert_ne!(key("t", "Key"), key("t", "key"));
-    assert_ne!(key("t", "\u{e9}"), key("t", "e\u{301}"), "NFC and NFD are not normalized");
+    assert_ne!(
+        key("t", "\u{e9}"),
+        key("t", "e\u{301}"),
+        "NFC and NFD are not normalized"
+    );
     // Any change to an included field changes the key.
     let mut o = order();
     let base = key("t", &o);
@@ -168,7 +216,11 @@ fn scenario_17_canonical_fingerprint_rules() {
     let a: HashSet<u32> = (0..50).collect();
     let b: HashSet<u32> = (0..50).rev().collect();
     assert_eq!(key("t", &a), key("t", &b));
-    assert_ne!(key("t", &vec![1, 2]), key("t", &vec![2, 1]), "sequences keep their order");
+    assert_ne!(
+        key("t", &vec![1, 2]),
+        key("t", &vec![2, 1]),
+        "sequences keep their order"
+    );
 }
 
 #[test]
@@ -188,7 +240,10 @@ fn scenario_19_scope_enters_the_key() {
     assert_ne!(scoped("T1"), scoped("T2"));
     let mut unscoped = KeyEncoder::new("op", 1);
     unscoped.custom_key("order-1");
-    assert_ne!(unscoped.finish().unwrap_or_else(|e| panic!("{e}")).key, scoped("T1"));
+    assert_ne!(
+        unscoped.finish().unwrap_or_else(|e| panic!("{e}")).key,
+        scoped("T1")
+    );
 }
 
 #[test]
@@ -201,7 +256,10 @@ fn custom_key_separates_identity_from_fingerprint() {
     let (a, b) = (derive(1), derive(2));
     assert_eq!(a.key, b.key);
     assert_ne!(a.fingerprint, b.fingerprint);
-    assert!(!a.key.as_str().contains("order-1"), "the raw custom key never appears");
+    assert!(
+        !a.key.as_str().contains("order-1"),
+        "the raw custom key never appears"
+    );
 }
 
 #[test]
@@ -209,7 +267,11 @@ fn scenario_32_invalid_keys_and_operations() {
     for bad in ["", "a\nb", "tab\there", "nul\0", &"k".repeat(256)] {
         let mut e = KeyEncoder::new("op", 1);
         e.custom_key(bad);
-        assert_eq!(e.finish().map_err(|e| e.kind()).err(), Some(ErrorKind::InvalidKey), "{bad:?}");
+        assert_eq!(
+            e.finish().map_err(|e| e.kind()).err(),
+            Some(ErrorKind::InvalidKey),
+            "{bad:?}"
+        );
     }
     let ok = "k".repeat(255);
     let mut e = KeyEncoder::new("op", 1);
@@ -217,7 +279,9 @@ fn scenario_32_invalid_keys_and_operations() {
     assert!(e.finish().is_ok());
     for bad_op in ["", "op\n", &"o".repeat(201)] {
         assert_eq!(
-            IdempotencyKey::derive(bad_op, 1, &()).map_err(|e| e.kind()).err(),
+            IdempotencyKey::derive(bad_op, 1, &())
+                .map_err(|e| e.kind())
+                .err(),
             Some(ErrorKind::InvalidKey)
         );
     }
@@ -232,7 +296,9 @@ fn serialize_errors_are_reported_not_panicked() {
         }
     }
     assert_eq!(
-        IdempotencyKey::derive("op", 1, &Bad).map_err(|e| e.kind()).err(),
+        IdempotencyKey::derive("op", 1, &Bad)
+            .map_err(|e| e.kind())
+            .err(),
         Some(ErrorKind::Encode)
     );
 }
@@ -267,7 +333,10 @@ proptest! {
 #[test]
 fn keys_are_identical_across_processes() {
     const CHILD: &str = "IDEMPOTENCY_KEYS_CHILD";
-    let mine: Vec<String> = golden_inputs().into_iter().map(|(n, k)| format!("{n}={k}")).collect();
+    let mine: Vec<String> = golden_inputs()
+        .into_iter()
+        .map(|(n, k)| format!("{n}={k}"))
+        .collect();
     if std::env::var_os(CHILD).is_some() {
         for line in &mine {
             println!("KEY {line}");
@@ -276,11 +345,20 @@ fn keys_are_identical_across_processes() {
     }
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
     let out = std::process::Command::new(exe)
-        .args(["--exact", "keys_are_identical_across_processes", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "keys_are_identical_across_processes",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap_or_else(|e| panic!("re-exec: {e}"));
-    assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let theirs: Vec<String> = stdout
         .lines()

@@ -23,7 +23,10 @@ struct Flaky {
 }
 
 fn down(op: &'static str) -> idempotency_core::Error {
-    idempotency_core::Error::storage(op, std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store down"))
+    idempotency_core::Error::storage(
+        op,
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store down"),
+    )
 }
 
 impl Storage for Flaky {
@@ -33,20 +36,37 @@ impl Storage for Flaky {
         }
         Storage::try_claim(&self.inner, key, req).await
     }
-    async fn complete(&self, key: &IdempotencyKey, owner: &Owner, result: &[u8], ttl: Duration) -> Result<Record> {
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        owner: &Owner,
+        result: &[u8],
+        ttl: Duration,
+    ) -> Result<Record> {
         self.complete_calls.fetch_add(1, Ordering::SeqCst);
         if self.complete_down.load(Ordering::SeqCst) {
             return Err(down("complete"));
         }
         Storage::complete(&self.inner, key, owner, result, ttl).await
     }
-    async fn fail(&self, key: &IdempotencyKey, owner: &Owner, error: &RecordError, ttl: Duration) -> Result<Record> {
+    async fn fail(
+        &self,
+        key: &IdempotencyKey,
+        owner: &Owner,
+        error: &RecordError,
+        ttl: Duration,
+    ) -> Result<Record> {
         Storage::fail(&self.inner, key, owner, error, ttl).await
     }
     async fn release(&self, key: &IdempotencyKey, owner: &Owner) -> Result<bool> {
         Storage::release(&self.inner, key, owner).await
     }
-    async fn renew(&self, key: &IdempotencyKey, owner: &Owner, lease: Duration) -> Result<Timestamp> {
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> Result<Timestamp> {
         Storage::renew(&self.inner, key, owner, lease).await
     }
     async fn get(&self, key: &IdempotencyKey) -> Result<Option<Observed>> {
@@ -71,8 +91,15 @@ fn scenario_23_store_down_at_claim_fails_closed() {
     let m = IdempotencyManager::new(store.clone());
     let count = AtomicUsize::new(0);
     let r = m.execute_sync(&call("a"), || count.fetch_add(1, Ordering::SeqCst));
-    assert_eq!(r.map_err(|e| e.kind()).err(), Some(ErrorKind::StoreUnavailable));
-    assert_eq!(count.load(Ordering::SeqCst), 0, "fail closed: the function did not run");
+    assert_eq!(
+        r.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::StoreUnavailable)
+    );
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "fail closed: the function did not run"
+    );
 }
 
 #[test]
@@ -83,7 +110,9 @@ fn scenario_23_fail_open_runs_unprotected_and_says_so() {
         .on_store_error(StoreErrorPolicy::FailOpen)
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let o = m.execute_sync(&call("a"), || 5_u8).unwrap_or_else(|e| panic!("{e}"));
+    let o = m
+        .execute_sync(&call("a"), || 5_u8)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(o.value, 5);
     assert!(o.provenance.unprotected && !o.provenance.replayed);
 }
@@ -99,57 +128,93 @@ fn scenario_24_store_down_after_execution_keeps_the_claim() {
     assert_eq!(err.kind(), ErrorKind::CompletionNotRecorded);
     match &err {
         idempotency_core::Error::CompletionNotRecorded { encoded, .. } => {
-            assert_eq!(postcard::from_bytes::<u32>(encoded).ok(), Some(99), "the value is carried");
+            assert_eq!(
+                postcard::from_bytes::<u32>(encoded).ok(),
+                Some(99),
+                "the value is carried"
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(store.complete_calls.load(Ordering::SeqCst), 3, "bounded retries");
+    assert_eq!(
+        store.complete_calls.load(Ordering::SeqCst),
+        3,
+        "bounded retries"
+    );
     // The Pending record is not deleted: duplicates stay blocked until the lease ends.
     let obs = idempotency_core::block_on(m.status(&c.key)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(obs.map(|o| o.status()), Some(RecordStatus::Pending));
     store.complete_down.store(false, Ordering::SeqCst);
     let again = m.execute_sync(&c, || 100_u32);
-    assert_eq!(again.map_err(|e| e.kind()).err(), Some(ErrorKind::InProgress));
+    assert_eq!(
+        again.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::InProgress)
+    );
 }
 
 #[test]
 fn scenario_5_retried_claim_finds_its_own_record() {
     let store = MemoryStorage::new();
-    let key = IdempotencyKey::derive("tests::s5", 1, &()).unwrap_or_else(|e| panic!("{e}")).key;
+    let key = IdempotencyKey::derive("tests::s5", 1, &())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .key;
     let req = ClaimRequest {
         execution_id: Uuid::new_v4(),
         fingerprint: idempotency_core::Fingerprint([1; 32]),
         lease: Duration::from_secs(30),
         refresh: false,
     };
-    let first = idempotency_core::block_on(Storage::try_claim(&store, &key, &req)).unwrap_or_else(|e| panic!("{e}"));
+    let first = idempotency_core::block_on(Storage::try_claim(&store, &key, &req))
+        .unwrap_or_else(|e| panic!("{e}"));
     // The reply was "lost"; the client retries with the same execution id.
-    let retry = idempotency_core::block_on(Storage::try_claim(&store, &key, &req)).unwrap_or_else(|e| panic!("{e}"));
+    let retry = idempotency_core::block_on(Storage::try_claim(&store, &key, &req))
+        .unwrap_or_else(|e| panic!("{e}"));
     match (first, retry) {
         (Claim::Acquired { owner: a, .. }, Claim::Acquired { owner: b, .. }) => assert_eq!(a, b),
         other => panic!("scenario 5: {other:?}"),
     }
     // Anyone else sees the record as in progress.
-    let other = ClaimRequest { execution_id: Uuid::new_v4(), ..req };
-    let r = idempotency_core::block_on(Storage::try_claim(&store, &key, &other)).unwrap_or_else(|e| panic!("{e}"));
+    let other = ClaimRequest {
+        execution_id: Uuid::new_v4(),
+        ..req
+    };
+    let r = idempotency_core::block_on(Storage::try_claim(&store, &key, &other))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(r, Claim::Existing(_)));
 }
 
 #[test]
 fn sync_api_works_inside_and_outside_tokio_runtimes() {
     let m = IdempotencyManager::new(MemoryStorage::new());
-    assert_eq!(m.execute_sync(&call("outside"), || 1_u8).map(|o| o.value).ok(), Some(1));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        m.execute_sync(&call("outside"), || 1_u8)
+            .map(|o| o.value)
+            .ok(),
+        Some(1)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let m2 = m.clone();
-    let v = rt.block_on(async move { m2.execute_sync(&call("current-thread"), || 2_u8).map(|o| o.value) });
+    let v = rt.block_on(async move {
+        m2.execute_sync(&call("current-thread"), || 2_u8)
+            .map(|o| o.value)
+    });
     assert_eq!(v.ok(), Some(2));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let m3 = m.clone();
     let v = rt.block_on(async move {
-        tokio::spawn(async move { m3.execute_sync(&call("multi-thread"), || 3_u8).map(|o| o.value) })
-            .await
-            .ok()
-            .and_then(Result::ok)
+        tokio::spawn(async move {
+            m3.execute_sync(&call("multi-thread"), || 3_u8)
+                .map(|o| o.value)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
     });
     assert_eq!(v, Some(3));
 }
@@ -177,14 +242,27 @@ async fn nested_operations_keep_their_own_keys_and_ttls() {
         .unwrap_or_else(|e| panic!("{e}"))
     };
     assert_eq!(run().await.value, 8);
-    let outer_rec = m.status(&outer.key).await.ok().flatten().unwrap_or_else(|| panic!("outer"));
-    let inner_rec = m.status(&inner.key).await.ok().flatten().unwrap_or_else(|| panic!("inner"));
+    let outer_rec = m
+        .status(&outer.key)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("outer"));
+    let inner_rec = m
+        .status(&inner.key)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("inner"));
     assert_eq!(outer_rec.time_to_live(), Duration::from_secs(100));
     assert_eq!(inner_rec.time_to_live(), Duration::from_secs(10));
     clock.advance(Duration::from_secs(11));
     // The outer result replays; the inner one expired on its own TTL.
     assert!(run().await.is_replayed());
-    let o = m.execute(&inner, || async { 9_u8 }).await.unwrap_or_else(|e| panic!("{e}"));
+    let o = m
+        .execute(&inner, || async { 9_u8 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!o.is_replayed());
     assert_eq!(count.load(Ordering::SeqCst), 11);
 }
@@ -194,14 +272,20 @@ async fn provenance_describes_executed_and_replayed_values() {
     let clock = ManualClock::new(Timestamp(5_000));
     let m = IdempotencyManager::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
     let c = call("prov");
-    let first = m.execute(&c, || async { "v".to_string() }).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = m
+        .execute(&c, || async { "v".to_string() })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let p = &first.provenance;
     assert!(!p.replayed && !p.takeover && p.fencing_token == 1);
     assert_eq!(p.key, c.key);
     assert_eq!(p.created_at, Timestamp(5_000));
     assert_eq!(p.time_to_live, Duration::from_secs(3600));
     clock.advance(Duration::from_secs(600));
-    let again = m.execute(&c, || async { "w".to_string() }).await.unwrap_or_else(|e| panic!("{e}"));
+    let again = m
+        .execute(&c, || async { "w".to_string() })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let q = &again.provenance;
     assert!(q.replayed);
     assert_eq!(q.execution_id, p.execution_id);
@@ -213,21 +297,41 @@ async fn provenance_describes_executed_and_replayed_values() {
 async fn refresh_bypasses_and_replaces_the_stored_result() {
     let m = IdempotencyManager::new(MemoryStorage::new());
     let c = call("refresh");
-    m.execute(&c, || async { 1_u8 }).await.unwrap_or_else(|e| panic!("{e}"));
-    let r = m.execute(&c.clone().refresh(), || async { 2_u8 }).await.unwrap_or_else(|e| panic!("{e}"));
+    m.execute(&c, || async { 1_u8 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = m
+        .execute(&c.clone().refresh(), || async { 2_u8 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!r.is_replayed() && r.value == 2 && r.provenance.fencing_token == 2);
-    let o = m.execute(&c, || async { 3_u8 }).await.unwrap_or_else(|e| panic!("{e}"));
+    let o = m
+        .execute(&c, || async { 3_u8 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(o.is_replayed() && o.value == 2);
 }
 
 #[tokio::test]
 async fn key_prefix_namespaces_records() {
     let store = MemoryStorage::new();
-    let a = IdempotencyManager::builder(store.clone()).key_prefix("app-a/").build().unwrap_or_else(|e| panic!("{e}"));
-    let b = IdempotencyManager::builder(store.clone()).key_prefix("app-b/").build().unwrap_or_else(|e| panic!("{e}"));
+    let a = IdempotencyManager::builder(store.clone())
+        .key_prefix("app-a/")
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = IdempotencyManager::builder(store.clone())
+        .key_prefix("app-b/")
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let c = call("shared");
-    assert_eq!(a.execute(&c, || async { 1_u8 }).await.map(|o| o.value).ok(), Some(1));
-    let o = b.execute(&c, || async { 2_u8 }).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        a.execute(&c, || async { 1_u8 }).await.map(|o| o.value).ok(),
+        Some(1)
+    );
+    let o = b
+        .execute(&c, || async { 2_u8 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!o.is_replayed() && o.value == 2);
     assert_eq!(store.len(), 2);
 }
