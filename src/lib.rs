@@ -45,12 +45,13 @@ mod default;
 
 pub use default::{default_manager, set_default_manager, StoreUrl};
 pub use idempotency_core::{
-    block_on, canonical, validate_custom_key, Begin, BoxDynError, BoxFuture, Call, CallOptions,
-    Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error, ErrorKind,
-    Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder, KeyWriter,
-    ManagerBuilder, ManagerConfig, ManualClock, MemoryStorage, NormalizeKey, Observed,
-    OperationLease, Outcome, Owner, Provenance, Record, RecordError, RecordStatus, Result, Storage,
-    StoreErrorPolicy, SystemClock, Timestamp, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
+    block_on, canonical, telemetry, validate_custom_key, Begin, BoxDynError, BoxFuture, Call,
+    CallOptions, Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error,
+    ErrorKind, Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder,
+    KeyWriter, ManagerBuilder, ManagerConfig, ManagerStats, ManualClock, MemoryStorage,
+    NormalizeKey, Observed, OperationLease, Outcome, Owner, Provenance, Record, RecordError,
+    RecordStatus, Result, Storage, StoreErrorPolicy, SystemClock, Timestamp, MAX_CUSTOM_KEY_BYTES,
+    MAX_OPERATION_BYTES,
 };
 
 #[cfg(feature = "testing")]
