@@ -18,6 +18,8 @@
 
 pub mod canonical;
 mod error;
+#[cfg(feature = "file")]
+mod file;
 mod key;
 mod manager;
 mod memory;
@@ -30,6 +32,8 @@ pub mod telemetry;
 pub mod testing;
 
 pub use error::{BoxDynError, Error, ErrorKind, Result};
+#[cfg(feature = "file")]
+pub use file::{Durability, FileStorage, FileStorageBuilder};
 pub use key::{
     dispatch, validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,
     NormalizeKey, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
