@@ -68,6 +68,16 @@ impl StoreUrl {
     }
 }
 
+/// Opens the embedded file store in `path` (created with mode 0700 if missing; see
+/// [`FileStorage`](idempotency_core::FileStorage) for the layout and the default durability).
+#[cfg(feature = "file")]
+fn open_file(path: &std::path::Path) -> Result<IdempotencyManager> {
+    Ok(IdempotencyManager::new(
+        idempotency_core::FileStorage::open(path)?,
+    ))
+}
+
+#[cfg(not(feature = "file"))]
 fn open_file(_: &std::path::Path) -> Result<IdempotencyManager> {
     Err(Error::Config(
         "the file store needs the `file` feature of `idempotency`".into(),

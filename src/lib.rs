@@ -54,6 +54,11 @@ pub use idempotency_core::{
     MAX_OPERATION_BYTES,
 };
 
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+#[doc(inline)]
+pub use idempotency_core::{Durability, FileStorage, FileStorageBuilder};
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 #[doc(inline)]
