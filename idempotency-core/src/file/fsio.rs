@@ -82,14 +82,20 @@ pub(super) struct ShardLock {
 
 impl ShardLock {
     /// Opens (creating, mode 0600) the lock file `path` without following a symbolic link, and
-    /// waits for the exclusive lock.
+    /// waits for the exclusive lock. On a read-only store an existing lock file is opened for
+    /// reading (a lock needs no write access), so replays keep working while writes fail.
     pub(super) fn acquire(path: &Path) -> Result<ShardLock> {
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
         owner_only(&mut opts);
-        let file = opts
-            .open(path)
-            .map_err(|e| io_error("open shard lock", path, e))?;
+        let file = opts.open(path).or_else(|e| {
+            let mut read_only = OpenOptions::new();
+            read_only.read(true);
+            no_follow(&mut read_only);
+            read_only
+                .open(path)
+                .map_err(|_| io_error("open shard lock", path, e))
+        })?;
         fs4::FileExt::lock(&file).map_err(|e| io_error("lock shard", path, e))?;
         Ok(ShardLock { _file: file })
     }
