@@ -318,10 +318,16 @@ enum KillAt {
 }
 
 /// Polls the store directory until the writer reaches the kill point `at` (the writer loops,
-/// so a point missed in one write is caught in a later one).
+/// so a point missed in one write is caught in a later one). A writer that never gets there
+/// (one that writes in place, without a temporary file) fails the test after two minutes.
 fn wait_for_kill_point(dir: &std::path::Path, at: KillAt) {
     let mut seen_temp = false;
+    let give_up = std::time::Instant::now() + Duration::from_secs(120);
     loop {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "scenario 27: the writer never reached {at:?}"
+        );
         let temps = if dir.exists() {
             file_common::temp_files(dir)
         } else {

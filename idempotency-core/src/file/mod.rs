@@ -1,77 +1,6 @@
 //! `FileStorage`: the embedded file store. One directory, any number of threads and processes
-//! on one machine.
-//!
-//! # Layout
-//!
-//! ```text
-//! <dir>/                       the store directory (created with mode 0700)
-//!   3f/                        a shard: the first two hex chars of the record's file name (0700)
-//!     .lock                    the shard's lock file (0600, empty, never removed)
-//!     3f9a…e1                  a record: 64 hex chars = SHA-256 of the key string (0600)
-//!     .3f9a…e1.<32 hex>.tmp    a temporary file while a record is being replaced
-//! ```
-//!
-//! A record's file name is the lowercase hex SHA-256 of its idempotency key string (including a
-//! manager's key prefix): `printf %s 'billing::charge:0f1e…' | sha256sum` finds it. The raw key
-//! never reaches the file system, so no key (`../../x`, a leading `/`, `\0`, `CON`, glob
-//! characters, a newline, 10 KB) can name a path outside the directory, and keys that differ in
-//! case or Unicode normalization (NFC/NFD) never alias: keys are not normalized. A record file
-//! holds one [`Record`] in its binary encoding ([`Record::encode`]).
-//!
-//! # Atomicity
-//!
-//! Every read-decide-write (claim, complete, fail, release, renew, delete, purge) runs under an
-//! exclusive OS file lock on the shard's `.lock` file (`flock(2)` on Unix, `LockFileEx` on
-//! Windows), so it is atomic across threads and processes, with the same claim and finish rules
-//! as the memory store ([`decide_claim`], [`apply_finish`]). The OS drops the lock of a killed
-//! process. A process that is *stopped* (SIGSTOP, a debugger) inside one of these steps holds its
-//! shard until it resumes; the steps themselves are short (no user code runs under the lock).
-//!
-//! A record is replaced by writing a temporary file in the same directory, then `rename(2)` onto
-//! the record file, so a reader or a crash sees the old record or the new one, never a torn one
-//! (SEMANTICS.md scenario 27). Reads (`get`) take no lock.
-//!
-//! # Durability
-//!
-//! [`Durability::Fsync`] (the default) fsyncs the temporary file before the rename and the
-//! shard directory after it (and after a removal): once a call returns, its record survives an
-//! OS crash or a power loss. [`Durability::Buffered`] skips the fsyncs: writes stay atomic
-//! against process crashes, but an OS crash may lose the latest records (a lost claim or result
-//! lets a call run again) and, on some file systems, leave an empty record file, which then
-//! reads as [`Error::CorruptRecord`].
-//!
-//! # Permissions and foreign files
-//!
-//! On Unix the store creates directories with mode 0700 and files with mode 0600 (less any
-//! umask bits); an existing store directory keeps its mode. Files are opened with `O_NOFOLLOW`
-//! and checked with `symlink_metadata`: a symbolic link (or any non-regular file) planted at a
-//! record path is never read or written through; the claim fails with
-//! [`Error::CorruptRecord`] naming the path, and [`delete`](Storage::delete) removes the link
-//! itself. A symbolic link planted in place of a shard directory fails with [`Error::Io`].
-//!
-//! A record file that is empty, truncated, not a record, or holds another key's record reads as
-//! [`Error::CorruptRecord`]; one written by another format version as
-//! [`Error::IncompatibleRecord`]. Both name the file's path, fail closed (nothing runs, the file
-//! is left in place) and are removed only by an explicit [`delete`](Storage::delete).
-//! [`purge_expired`](Storage::purge_expired) removes only records that are expired when it holds
-//! their shard's lock, and temporary files left by a crashed writer; it leaves corrupt records,
-//! foreign files and the shard directories.
-//!
-//! # Location
-//!
-//! The facade's default manager uses `.idempotency` under the working directory; set
-//! `IDEMPOTENCY_URL=file:///var/lib/app/idempotency` to choose another directory. The path is
-//! made absolute when the store is opened.
-//!
-//! # Async
-//!
-//! The store does its blocking file I/O directly inside its futures (no `tokio::fs`, no
-//! runtime needed), so the manager's sync API can drive them with [`block_on`](crate::block_on).
-//! Each step is a few system calls plus, under [`Durability::Fsync`], two fsyncs; the shard lock
-//! wait is the only other blocking.
-//!
-//! I/O failures (a missing or read-only directory, a full disk) are [`Error::Io`] naming the
-//! path, of kind [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
+//! on one machine. The layout, locking, durability and permissions are documented on
+//! [`FileStorage`].
 
 mod fsio;
 mod layout;
@@ -106,8 +35,7 @@ pub enum Durability {
 }
 
 /// The embedded file store: one record file per idempotency key in a directory, safe across
-/// threads and processes on one machine. See the [module docs](self) for the layout, locking,
-/// durability and permissions.
+/// threads and processes on one machine.
 ///
 /// Clones share the same directory and settings. Time comes from the store's [`Clock`] (the
 /// system clock unless the [builder](Self::builder) injects another); for leases to agree
@@ -122,6 +50,82 @@ pub enum Durability {
 /// let manager = IdempotencyManager::new(store);
 /// # Ok::<(), idempotency_core::Error>(())
 /// ```
+///
+/// # Layout
+///
+/// ```text
+/// <dir>/                       the store directory (created with mode 0700)
+///   3f/                        a shard: the first two hex chars of the record's file name (0700)
+///     .lock                    the shard's lock file (0600, empty, never removed)
+///     3f9a…e1                  a record: 64 hex chars = SHA-256 of the key string (0600)
+///     .3f9a…e1.<32 hex>.tmp    a temporary file while a record is being replaced
+/// ```
+///
+/// A record's file name is the lowercase hex SHA-256 of its idempotency key string (including a
+/// manager's key prefix): `printf %s 'billing::charge:0f1e…' | sha256sum` finds it. The raw key
+/// never reaches the file system, so no key (`../../x`, a leading `/`, `\0`, `CON`, glob
+/// characters, a newline, 10 KB) can name a path outside the directory, and keys that differ in
+/// case or Unicode normalization (NFC/NFD) never alias: keys are not normalized. A record file
+/// holds one [`Record`] in its binary encoding ([`Record::encode`]).
+///
+/// # Atomicity
+///
+/// Every read-decide-write (claim, complete, fail, release, renew, delete, purge) runs under an
+/// exclusive OS file lock on the shard's `.lock` file (`flock(2)` on Unix, `LockFileEx` on
+/// Windows), so it is atomic across threads and processes, with the same claim and finish rules
+/// as the memory store ([`decide_claim`], [`apply_finish`]). The OS drops the lock of a killed
+/// process. A process that is *stopped* (SIGSTOP, a debugger) inside one of these steps holds its
+/// shard until it resumes; the steps themselves are short (no user code runs under the lock).
+///
+/// A record is replaced by writing a temporary file in the same directory, then `rename(2)` onto
+/// the record file, so a reader or a crash sees the old record or the new one, never a torn one
+/// (SEMANTICS.md scenario 27). Reads (`get`) take no lock. Use a local file system: `flock`
+/// and `rename` are not reliable across machines on network file systems; for several
+/// machines, use the Redis store.
+///
+/// # Durability
+///
+/// [`Durability::Fsync`] (the default) fsyncs the temporary file before the rename and the
+/// shard directory after it (and after a removal): once a call returns, its record survives an
+/// OS crash or a power loss. [`Durability::Buffered`] skips the fsyncs: writes stay atomic
+/// against process crashes, but an OS crash may lose the latest records (a lost claim or result
+/// lets a call run again) and, on some file systems, leave an empty record file, which then
+/// reads as [`Error::CorruptRecord`].
+///
+/// # Permissions and foreign files
+///
+/// On Unix the store creates directories with mode 0700 and files with mode 0600 (less any
+/// umask bits); an existing store directory keeps its mode. Files are opened with `O_NOFOLLOW`
+/// and checked with `symlink_metadata`: a symbolic link (or any non-regular file) planted at a
+/// record path is never read or written through; the claim fails with
+/// [`Error::CorruptRecord`] naming the path, and [`delete`](Storage::delete) removes the link
+/// itself. A symbolic link planted in place of a shard directory fails with [`Error::Io`].
+///
+/// A record file that is empty, truncated, not a record, or holds another key's record reads as
+/// [`Error::CorruptRecord`]; one written by another format version as
+/// [`Error::IncompatibleRecord`]. Both name the file's path, fail closed (nothing runs, the file
+/// is left in place) and are removed only by an explicit [`delete`](Storage::delete).
+/// [`purge_expired`](Storage::purge_expired) removes only records that are expired when it holds
+/// their shard's lock, and temporary files left by a crashed writer; it leaves corrupt records,
+/// foreign files and the shard directories.
+///
+/// # Location
+///
+/// The facade's default manager uses `.idempotency` under the working directory; set
+/// `IDEMPOTENCY_URL=file:///var/lib/app/idempotency` to choose another directory. The path is
+/// made absolute when the store is opened.
+///
+/// # Async
+///
+/// The store does its blocking file I/O directly inside its futures (no `tokio::fs`, no
+/// runtime needed), so the manager's sync API can drive them with [`block_on`](crate::block_on).
+/// Each step is a few system calls plus, under [`Durability::Fsync`], two fsyncs; the shard lock
+/// wait is the only other blocking.
+///
+/// I/O failures (a missing or read-only directory, a full disk) are [`Error::Io`] naming the
+/// path, of kind [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable). A store
+/// directory removed after opening is not re-created (writes fail); on a read-only store,
+/// existing records still replay and new claims fail.
 #[derive(Debug, Clone)]
 pub struct FileStorage {
     inner: Arc<Inner>,
@@ -215,7 +219,7 @@ impl FileStorage {
     }
 
     /// The path of the record file of `key` (`<dir>/<2 hex>/<64 hex>`, see the
-    /// [module docs](self)), whether or not it exists. For tests and operators.
+    /// [layout](FileStorage#layout)), whether or not it exists. For tests and operators.
     #[doc(hidden)]
     pub fn record_path(&self, key: &IdempotencyKey) -> PathBuf {
         RecordPaths::new(&self.inner.root, key).record
