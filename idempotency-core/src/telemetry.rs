@@ -224,11 +224,34 @@ impl Counters {
     }
 }
 
-/// Records the duration of one store step (feature `metrics`).
-pub(crate) fn store_latency(_operation: &'static str, _took: Duration) {
-    #[cfg(feature = "metrics")]
-    metrics::histogram!("idempotency_store_latency_seconds", "operation" => _operation)
-        .record(_took.as_secs_f64());
+struct ExecutionId<'a>(Option<&'a Owner>);
+
+impl std::fmt::Display for ExecutionId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(o) => o.execution_id.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A timer for one store step: reads the clock only with the `metrics` feature.
+pub(crate) struct StoreTimer(#[cfg(feature = "metrics")] std::time::Instant);
+
+impl StoreTimer {
+    pub(crate) fn start() -> Self {
+        StoreTimer(
+            #[cfg(feature = "metrics")]
+            std::time::Instant::now(),
+        )
+    }
+
+    /// Records the duration of the step (feature `metrics`).
+    pub(crate) fn stop(self, _operation: &'static str) {
+        #[cfg(feature = "metrics")]
+        metrics::histogram!("idempotency_store_latency_seconds", "operation" => _operation)
+            .record(self.0.elapsed().as_secs_f64());
+    }
 }
 
 fn outcome(_outcome: &'static str) {
