@@ -145,9 +145,8 @@ impl Counters {
         let bump = |c: &AtomicU64| {
             c.fetch_add(1, Ordering::Relaxed);
         };
-        let execution_id = owner
-            .map(|o| o.execution_id.to_string())
-            .unwrap_or_default();
+        // Formatted only when an event is enabled: nothing is allocated on the hot path.
+        let execution_id = tracing::field::display(ExecutionId(owner));
         let fencing_token = owner.map_or(0, |o| o.fencing_token);
         let key = key.as_str();
         match step {
