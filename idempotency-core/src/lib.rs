@@ -45,6 +45,6 @@ pub use record::{
 pub use rt::block_on;
 pub use storage::{
     apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
-    Observed, Storage,
+    Listed, Observed, Page, Storage,
 };
 pub use telemetry::ManagerStats;
