@@ -42,8 +42,11 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod default;
+mod macro_support;
+mod scoped;
 
 pub use default::{default_manager, set_default_manager, StoreUrl};
+pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 pub use idempotency_core::{
     block_on, canonical, validate_custom_key, Begin, BoxDynError, BoxFuture, Call, CallOptions,
     Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error, ErrorKind,
@@ -70,12 +73,18 @@ pub mod __private {
     pub use core::option::Option;
     pub use core::result::Result;
     pub use core::time::Duration;
-    pub use idempotency_core::dispatch::{KeyArg, ViaNormalize, ViaSerialize};
+    pub use idempotency_core::canonical::CanonicalError;
     pub use idempotency_core::{
         block_on, Call, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager, KeyEncoder,
-        KeyWriter, NormalizeKey,
+        KeyWriter, NormalizeKey, Outcome,
     };
     pub use serde::{de::DeserializeOwned, Serialize};
 
     pub use crate::default::default_manager;
+    pub use crate::macro_support::{
+        assert_storable, custom_key, duration, finish_call, framework_error, override_key,
+        CustomKey, FallibleReturn, FromFrameworkError, KeyArg, KeyPart, ManagerSource, Storable,
+        ViaNormalize, ViaSerialize,
+    };
+    pub use crate::scoped::{take_override, Override};
 }
