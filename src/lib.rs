@@ -75,15 +75,15 @@ pub mod __private {
     pub use core::time::Duration;
     pub use idempotency_core::canonical::CanonicalError;
     pub use idempotency_core::{
-        block_on, Call, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager, KeyEncoder,
+        block_on, Call, CallOptions, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager, KeyEncoder,
         KeyWriter, NormalizeKey, Outcome,
     };
     pub use serde::{de::DeserializeOwned, Serialize};
 
     pub use crate::default::default_manager;
     pub use crate::macro_support::{
-        assert_storable, custom_key, duration, finish_call, framework_error, override_key,
-        CustomKey, FallibleReturn, FromFrameworkError, KeyArg, KeyPart, ManagerSource, Storable,
+        custom_key, duration, finish_call, manager_from, override_key, run, run_sync, try_run,
+        try_run_sync, CustomKey, FromFrameworkError, KeyArg, KeyPart, ManagerSource, Storable,
         ViaNormalize, ViaSerialize,
     };
     pub use crate::scoped::{take_override, Override};

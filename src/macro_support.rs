@@ -7,7 +7,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use idempotency_core::canonical::CanonicalError;
-use idempotency_core::{Call, Error, IdempotencyManager, KeyEncoder, KeyWriter, NormalizeKey};
+use std::future::Future;
+
+use idempotency_core::{
+    Call, CallOptions, Error, IdempotencyManager, KeyEncoder, KeyWriter, NormalizeKey, Outcome,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -77,10 +81,6 @@ pub trait Storable: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> Storable for T {}
 
-/// Checks, without running anything, that `T` can be stored.
-#[inline]
-pub fn assert_storable<T: Storable>() {}
-
 /// What the error type of a fallible `#[idempotent]` function needs: framework errors (a
 /// conflict, an unreachable store) are returned through it.
 #[diagnostic::on_unimplemented(
@@ -98,35 +98,6 @@ impl<E: From<Error>> FromFrameworkError for E {
     fn from_framework_error(e: Error) -> Self {
         E::from(e)
     }
-}
-
-/// A return type `#[idempotent]` treats as fallible: `core::result::Result`.
-#[diagnostic::on_unimplemented(
-    message = "`#[idempotent]` treats the return type `{Self}` as `core::result::Result`, but it is not",
-    label = "a return type named `Result` must be `core::result::Result<T, E>` or an alias of it"
-)]
-pub trait FallibleReturn {
-    /// The error type.
-    type Err;
-    /// `Err(e)`.
-    fn from_err(e: Self::Err) -> Self;
-}
-
-impl<T, E> FallibleReturn for Result<T, E> {
-    type Err = E;
-    #[inline]
-    fn from_err(e: E) -> Self {
-        Err(e)
-    }
-}
-
-/// A framework error as the function's own `Err`.
-#[inline]
-pub fn framework_error<R: FallibleReturn>(e: Error) -> R
-where
-    R::Err: FromFrameworkError,
-{
-    R::from_err(<R::Err as FromFrameworkError>::from_framework_error(e))
 }
 
 /// Where `manager = <expr>` gets its manager: an `IdempotencyManager`, a reference to one, or
@@ -256,17 +227,114 @@ pub fn override_key(ov: &Option<Override>) -> Option<&str> {
     ov.as_ref().and_then(Override::key)
 }
 
-/// Finishes the key and builds the call, applying a pending [`refresh`](crate::refresh).
+/// Finishes the key and builds the call with the attribute's options, applying a pending
+/// [`refresh`](crate::refresh).
 ///
 /// # Errors
 /// As `KeyEncoder::finish`: `Error::InvalidKey`, `Error::Encode`.
 #[inline]
-pub fn finish_call(enc: KeyEncoder<'_>, ov: &Option<Override>) -> Result<Call, Error> {
-    let call = Call::new(enc.finish()?);
-    Ok(match ov {
-        Some(ov) if ov.refresh() => call.refresh(),
-        _ => call,
-    })
+pub fn finish_call(
+    enc: KeyEncoder<'_>,
+    ov: &Option<Override>,
+    options: CallOptions,
+) -> Result<Call, Error> {
+    let mut call = Call::new(enc.finish()?);
+    call.options = options;
+    if ov.as_ref().is_some_and(Override::refresh) {
+        call.options.refresh = true;
+    }
+    Ok(call)
+}
+
+/// The manager of `manager = <expr>`.
+///
+/// # Errors
+/// Never; a `Result` to match [`default_manager`](crate::default_manager).
+#[inline]
+pub fn manager_from<M: ManagerSource + ?Sized>(m: &M) -> Result<IdempotencyManager, Error> {
+    Ok(m.__idempotency_manager())
+}
+
+/// Runs an async `-> T` function: `Ok(value)`, fresh or replayed, or the framework error.
+///
+/// # Errors
+/// The manager's, the store's or the key's `Error`.
+pub async fn run<T, F, Fut>(
+    manager: Result<IdempotencyManager, Error>,
+    call: Result<Call, Error>,
+    f: F,
+) -> Result<T, Error>
+where
+    T: Storable,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let (manager, call) = (manager?, call?);
+    manager.execute(&call, f).await.map(Outcome::into_value)
+}
+
+/// Runs an async `-> Result<T, E>` function: its own result, fresh or replayed, or a framework
+/// error converted into `E`.
+pub async fn try_run<T, E, F, Fut>(
+    manager: Result<IdempotencyManager, Error>,
+    call: Result<Call, Error>,
+    f: F,
+) -> Result<T, E>
+where
+    T: Storable,
+    E: Storable + FromFrameworkError,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let run = async move {
+        let (manager, call) = (manager?, call?);
+        manager.try_execute(&call, f).await
+    };
+    match run.await {
+        Ok(outcome) => outcome.value,
+        Err(e) => Err(E::from_framework_error(e)),
+    }
+}
+
+/// The sync form of [`run`].
+///
+/// # Errors
+/// The manager's, the store's or the key's `Error`.
+pub fn run_sync<T, F>(
+    manager: Result<IdempotencyManager, Error>,
+    call: Result<Call, Error>,
+    f: F,
+) -> Result<T, Error>
+where
+    T: Storable,
+    F: FnOnce() -> T,
+{
+    let (manager, call) = (manager?, call?);
+    manager.execute_sync(&call, f).map(Outcome::into_value)
+}
+
+/// The sync form of [`try_run`].
+///
+/// # Errors
+/// The function's own `Err`, or a framework error converted into `E`.
+pub fn try_run_sync<T, E, F>(
+    manager: Result<IdempotencyManager, Error>,
+    call: Result<Call, Error>,
+    f: F,
+) -> Result<T, E>
+where
+    T: Storable,
+    E: Storable + FromFrameworkError,
+    F: FnOnce() -> Result<T, E>,
+{
+    let run = || {
+        let (manager, call) = (manager?, call?);
+        manager.try_execute_sync(&call, f)
+    };
+    match run() {
+        Ok(outcome) => outcome.value,
+        Err(e) => Err(E::from_framework_error(e)),
+    }
 }
 
 /// Gives a `Duration` expression (`ttl = Duration::from_secs(60)`) its type, so that a wrong
