@@ -46,7 +46,6 @@ mod macro_support;
 mod scoped;
 
 pub use default::{default_manager, set_default_manager, StoreUrl};
-pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 pub use idempotency_core::{
     block_on, canonical, validate_custom_key, Begin, BoxDynError, BoxFuture, Call, CallOptions,
     Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error, ErrorKind,
@@ -55,6 +54,7 @@ pub use idempotency_core::{
     OperationLease, Outcome, Owner, Provenance, Record, RecordError, RecordStatus, Result, Storage,
     StoreErrorPolicy, SystemClock, Timestamp, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
+pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -75,8 +75,8 @@ pub mod __private {
     pub use core::time::Duration;
     pub use idempotency_core::canonical::CanonicalError;
     pub use idempotency_core::{
-        block_on, Call, CallOptions, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager, KeyEncoder,
-        KeyWriter, NormalizeKey, Outcome,
+        block_on, Call, CallOptions, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager,
+        KeyEncoder, KeyWriter, NormalizeKey, Outcome,
     };
     pub use serde::{de::DeserializeOwned, Serialize};
 

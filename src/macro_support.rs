@@ -255,6 +255,18 @@ pub fn manager_from<M: ManagerSource + ?Sized>(m: &M) -> Result<IdempotencyManag
     Ok(m.__idempotency_manager())
 }
 
+/// A `ttl` set on the function but no `pending_timeout`: the manager's lease (300 s by default)
+/// is capped at that TTL, so that `#[idempotent(ttl = 60)]` works without also lowering the
+/// lease (a record must outlive the lease that protects it).
+fn fit_lease(manager: &IdempotencyManager, mut call: Call) -> Call {
+    if let (Some(ttl), None) = (call.options.ttl, call.options.pending_timeout) {
+        if manager.config().pending_timeout() > ttl {
+            call.options.pending_timeout = Some(ttl);
+        }
+    }
+    call
+}
+
 /// Runs an async `-> T` function: `Ok(value)`, fresh or replayed, or the framework error.
 ///
 /// # Errors
@@ -269,7 +281,8 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let (manager, call) = (manager?, call?);
+    let manager = manager?;
+    let call = fit_lease(&manager, call?);
     manager.execute(&call, f).await.map(Outcome::into_value)
 }
 
@@ -287,7 +300,8 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let run = async move {
-        let (manager, call) = (manager?, call?);
+        let manager = manager?;
+        let call = fit_lease(&manager, call?);
         manager.try_execute(&call, f).await
     };
     match run.await {
@@ -309,7 +323,8 @@ where
     T: Storable,
     F: FnOnce() -> T,
 {
-    let (manager, call) = (manager?, call?);
+    let manager = manager?;
+    let call = fit_lease(&manager, call?);
     manager.execute_sync(&call, f).map(Outcome::into_value)
 }
 
@@ -328,7 +343,8 @@ where
     F: FnOnce() -> Result<T, E>,
 {
     let run = || {
-        let (manager, call) = (manager?, call?);
+        let manager = manager?;
+        let call = fit_lease(&manager, call?);
         manager.try_execute_sync(&call, f)
     };
     match run() {

@@ -130,7 +130,10 @@ fn scenario_18_methods_leave_the_receiver_out_unless_include_self() {
     assert_eq!(a.by_ref(1).unwrap(), 11);
     // Same argument, other receiver: same key, so b replays a's result.
     assert_eq!(b.by_ref(1).unwrap(), 11);
-    assert_eq!(a.runs.load(Ordering::SeqCst) + b.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        a.runs.load(Ordering::SeqCst) + b.runs.load(Ordering::SeqCst),
+        1
+    );
 
     let c = account(30);
     let d = account(40);
@@ -203,7 +206,11 @@ struct Logger(AtomicUsize);
 static SKIPPED: AtomicUsize = AtomicUsize::new(0);
 
 #[idempotent(manager = &*MANAGER)]
-fn with_skip(order: u32, #[idempotency(skip)] log: &Logger, #[idempotency(skip)] trace_id: u64) -> u32 {
+fn with_skip(
+    order: u32,
+    #[idempotency(skip)] log: &Logger,
+    #[idempotency(skip)] trace_id: u64,
+) -> u32 {
     log.0.fetch_add(1, Ordering::SeqCst);
     SKIPPED.fetch_add(1, Ordering::SeqCst);
     let _ = trace_id;
@@ -482,7 +489,10 @@ struct Payment {
 }
 
 #[idempotent(manager = &*MANAGER, fingerprint = "reject")]
-fn pay(#[idempotency(key)] idempotency_key: Option<&str>, payment: &Payment) -> Result<u64, PayError> {
+fn pay(
+    #[idempotency(key)] idempotency_key: Option<&str>,
+    payment: &Payment,
+) -> Result<u64, PayError> {
     KEY_PARAM.fetch_add(1, Ordering::SeqCst);
     Ok(payment.cents)
 }
@@ -551,8 +561,14 @@ fn inner_counted(x: u32) -> u32 {
 
 #[test]
 fn scenario_06_with_key_and_refresh_apply_to_one_call_only() {
-    assert_eq!(idempotency::with_key_sync("explicit", || overridable(1)).unwrap(), 2);
-    assert_eq!(idempotency::with_key_sync("explicit", || overridable(1)).unwrap(), 2);
+    assert_eq!(
+        idempotency::with_key_sync("explicit", || overridable(1)).unwrap(),
+        2
+    );
+    assert_eq!(
+        idempotency::with_key_sync("explicit", || overridable(1)).unwrap(),
+        2
+    );
     assert_eq!(OVERRIDDEN.load(Ordering::SeqCst), 1);
     // The nested call did not inherit the explicit key: a plain call replays it.
     assert_eq!(inner_counted(1).unwrap(), 1);

@@ -71,10 +71,7 @@ impl<T> Attr<T> {
     /// first value.
     pub(crate) fn set<O: ToTokens>(&mut self, cx: &Ctxt, obj: O, value: T) {
         if self.value.is_some() {
-            cx.error_spanned_by(
-                obj,
-                format!("duplicate {} `{}`", self.what, self.name),
-            );
+            cx.error_spanned_by(obj, format!("duplicate {} `{}`", self.what, self.name));
         } else {
             self.value = Some(value);
         }

@@ -54,10 +54,13 @@ pub(crate) fn field(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
                 };
                 with.set(cx, &meta.path, path);
             } else {
-                cx.error_spanned_by(&meta.path, format!(
+                cx.error_spanned_by(
+                    &meta.path,
+                    format!(
                     "unknown `idempotency` field attribute `{}`; expected `skip` or `with = path`",
                     path_name(&meta.path)
-                ));
+                ),
+                );
                 skip_value(&meta)?;
             }
             Ok(())
@@ -85,10 +88,13 @@ pub(crate) fn container(cx: &Ctxt, attrs: &[Attribute]) -> ContainerAttrs {
                 };
                 krate.set(cx, &meta.path, path);
             } else {
-                cx.error_spanned_by(&meta.path, format!(
-                    "unknown `idempotency` container attribute `{}`; expected `crate = path`",
-                    path_name(&meta.path)
-                ));
+                cx.error_spanned_by(
+                    &meta.path,
+                    format!(
+                        "unknown `idempotency` container attribute `{}`; expected `crate = path`",
+                        path_name(&meta.path)
+                    ),
+                );
                 skip_value(&meta)?;
             }
             Ok(())
@@ -108,7 +114,9 @@ pub(crate) fn variant(cx: &Ctxt, attrs: &[Attribute]) {
 }
 
 fn path_name(p: &Path) -> String {
-    quote::ToTokens::to_token_stream(p).to_string().replace(' ', "")
+    quote::ToTokens::to_token_stream(p)
+        .to_string()
+        .replace(' ', "")
 }
 
 fn skip_value(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {

@@ -188,7 +188,12 @@ fn enum_body(p: &TokenStream, e: &Enum<'_>) -> TokenStream {
 }
 
 /// The fields of a struct or variant in serde's shape. `accesses[i]` is a `&FieldType`.
-fn shape(p: &TokenStream, style: Style, fields: &[Field<'_>], accesses: &[TokenStream]) -> TokenStream {
+fn shape(
+    p: &TokenStream,
+    style: Style,
+    fields: &[Field<'_>],
+    accesses: &[TokenStream],
+) -> TokenStream {
     let writes: Vec<TokenStream> = fields
         .iter()
         .zip(accesses)

@@ -181,7 +181,10 @@ fn parse_one(cx: &Ctxt, input: ParseStream<'_>, s: &mut Slots) -> syn::Result<()
         let lit: LitInt = input.parse()?;
         match lit.base10_parse::<u32>() {
             Ok(v) => s.version.set(cx, k, v),
-            Err(_) => cx.error_spanned_by(&lit, "`version` must be an integer from 0 to 4294967295 (a `u32`)"),
+            Err(_) => cx.error_spanned_by(
+                &lit,
+                "`version` must be an integer from 0 to 4294967295 (a `u32`)",
+            ),
         }
     } else if lookahead.peek(kw::key) {
         let k = input.parse::<kw::key>()?;
@@ -259,9 +262,20 @@ fn close(a: &str, b: &str) -> bool {
     if a.len() >= 3 && b.starts_with(&a) {
         return true;
     }
-    let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     match long.len() - short.len() {
-        0 => short.iter().zip(long.iter()).filter(|(x, y)| x != y).count() == 1,
+        0 => {
+            short
+                .iter()
+                .zip(long.iter())
+                .filter(|(x, y)| x != y)
+                .count()
+                == 1
+        }
         1 => (0..long.len()).any(|skip| {
             long.iter()
                 .enumerate()
@@ -349,7 +363,10 @@ fn parse_conflict(cx: &Ctxt, input: ParseStream<'_>) -> syn::Result<Option<Confl
         return Ok(match lit.value().as_str() {
             "reject" => Some(Conflict::Reject),
             "wait" => {
-                cx.error_spanned_by(&lit, "`wait` needs a bound: `on_conflict = wait(30)` (seconds)");
+                cx.error_spanned_by(
+                    &lit,
+                    "`wait` needs a bound: `on_conflict = wait(30)` (seconds)",
+                );
                 None
             }
             _ => {

@@ -52,7 +52,11 @@ pub(crate) fn function(input: &Input<'_>) -> TokenStream {
     // Output: fn f() -> Result<T, idempotency::Error>: a conflict or an unreachable store must
     //         be reportable. Under `#[async_trait]` the signature stays (validated as fallible).
     if !input.ret.fallible && input.async_trait.is_none() {
-        let t = input.ret.ty.as_ref().map_or_else(|| quote!(()), ToTokens::to_token_stream);
+        let t = input
+            .ret
+            .ty
+            .as_ref()
+            .map_or_else(|| quote!(()), ToTokens::to_token_stream);
         let arrow = match &sig.output {
             ReturnType::Type(arrow, _) => quote!(#arrow),
             ReturnType::Default => quote!(->),
@@ -78,7 +82,8 @@ pub(crate) fn function(input: &Input<'_>) -> TokenStream {
         }
     };
     let mut out = quote!(#(#outer)* #vis #sig);
-    item.brace.surround(&mut out, |t| t.extend(quote!(#(#inner)* #body)));
+    item.brace
+        .surround(&mut out, |t| t.extend(quote!(#(#inner)* #body)));
     out
 }
 
@@ -87,7 +92,7 @@ pub(crate) fn function(input: &Input<'_>) -> TokenStream {
 fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     let args = input.args;
     let manager = match &args.manager {
-        Some(expr) => quote_spanned!(expr.span()=> #p::manager_from(&(#expr))),
+        Some(expr) => quote_spanned!(at(expr.span())=> #p::manager_from(&(#expr))),
         None => quote!(#p::default_manager()),
     };
     let name = match &args.name {
@@ -98,15 +103,16 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         }
     };
     let version = Literal::u32_unsuffixed(args.version.unwrap_or(1));
-    let scope = args.scope.as_ref().map(|e| {
-        quote_spanned!(e.span()=> __idempotency_enc.scope(&(#e));)
-    });
+    let scope = args
+        .scope
+        .as_ref()
+        .map(|e| quote_spanned!(at(e.span())=> __idempotency_enc.scope(&(#e));));
     let key_param = input.params.iter().find(|q| q.key.is_some());
     let key_src = match (&args.key, key_param) {
-        (Some((_, expr)), _) => Some(quote_spanned!(expr.span()=> &(#expr))),
+        (Some((_, expr)), _) => Some(quote_spanned!(at(expr.span())=> &(#expr))),
         (None, Some(q)) => {
             let ident = &q.ident;
-            Some(quote_spanned!(q.span=> &#ident))
+            Some(quote_spanned!(at(q.span)=> &#ident))
         }
         (None, None) => None,
     };
@@ -159,7 +165,7 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
 /// Writes one value into the key through `NormalizeKey` when its type has it, `Serialize`
 /// otherwise. Spanned at the parameter, so "cannot be part of an idempotency key" points there.
 fn write_arg(p: &TokenStream, span: Span, value: &TokenStream) -> TokenStream {
-    let call = quote_spanned! {span=>
+    let call = quote_spanned! {at(span)=>
         (&#p::KeyArg(#value)).__idempotency_write(&mut __idempotency_enc.writer())
     };
     quote! {
@@ -172,9 +178,9 @@ fn duration(p: &TokenStream, secs: &Secs) -> TokenStream {
     match secs {
         Secs::Lit(n, span) => {
             let n = Literal::u64_unsuffixed(*n);
-            quote_spanned!(*span=> #p::Duration::from_secs(#n))
+            quote_spanned!(at(*span)=> #p::Duration::from_secs(#n))
         }
-        Secs::Expr(e) => quote_spanned!(e.span()=> #p::duration(#e)),
+        Secs::Expr(e) => quote_spanned!(at(e.span())=> #p::duration(#e)),
     }
 }
 
@@ -244,10 +250,10 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     item.brace.surround(&mut block, |t| t.extend(body.clone()));
     let is_async = item.sig.asyncness.is_some() || input.async_trait.is_some();
     let entry = match (is_async, ret.fallible) {
-        (true, true) => quote_spanned!(ret_span=> #p::try_run),
-        (true, false) => quote_spanned!(ret_span=> #p::run),
-        (false, true) => quote_spanned!(ret_span=> #p::try_run_sync),
-        (false, false) => quote_spanned!(ret_span=> #p::run_sync),
+        (true, true) => quote_spanned!(at(ret_span)=> #p::try_run),
+        (true, false) => quote_spanned!(at(ret_span)=> #p::run),
+        (false, true) => quote_spanned!(at(ret_span)=> #p::try_run_sync),
+        (false, false) => quote_spanned!(at(ret_span)=> #p::run_sync),
     };
     let closure = match (input.async_trait, is_async) {
         // async-trait's inner block already pins its output type and binds `__self`.
@@ -279,4 +285,11 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     } else {
         call
     }
+}
+
+/// `span`'s location with call-site hygiene: errors land on the user's tokens, while the
+/// generated locals (`__idempotency_enc`) still resolve, even when the tokens came from another
+/// macro with mixed-site hygiene (async-trait's `__argN`).
+fn at(span: Span) -> Span {
+    Span::call_site().located_at(span)
 }

@@ -5,8 +5,9 @@ use quote::{format_ident, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{
-    braced, token, Attribute, Block, Expr, ExprAsync, ExprCall, FnArg, GenericArgument, Ident,
-    Pat, PatIdent, PathArguments, ReceiverKind, ReturnType, Signature, Stmt, Type, TypeParamBound, Visibility,
+    braced, token, Attribute, Block, Expr, ExprAsync, ExprCall, FnArg, GenericArgument, Ident, Pat,
+    PatIdent, PathArguments, ReceiverKind, ReturnType, Signature, Stmt, Type, TypeParamBound,
+    Visibility,
 };
 
 use crate::ctxt::{Attr, Ctxt};
@@ -58,7 +59,8 @@ impl MaybeItemFn {
     pub(crate) fn unchanged(&self) -> TokenStream {
         let mut sig = self.sig.clone();
         strip_param_attrs(&mut sig);
-        let (outer, inner, vis, body) = (&self.outer_attrs, &self.inner_attrs, &self.vis, &self.body);
+        let (outer, inner, vis, body) =
+            (&self.outer_attrs, &self.inner_attrs, &self.vis, &self.body);
         let mut out = quote::quote!(#(#outer)* #vis #sig);
         self.brace.surround(&mut out, |t| {
             t.extend(quote::quote!(#(#inner)* #body));
@@ -137,7 +139,8 @@ pub(crate) fn params(cx: &Ctxt, sig: &mut Signature) -> (Option<Receiver>, Vec<P
                         ..
                     }) => (ident.clone(), None),
                     other => {
-                        let ident = format_ident!("__idempotency_arg{}", i, span = Span::call_site());
+                        let ident =
+                            format_ident!("__idempotency_arg{}", i, span = Span::call_site());
                         let pattern = other.clone();
                         *pt.pat = Pat::Ident(PatIdent {
                             attrs: Vec::new(),

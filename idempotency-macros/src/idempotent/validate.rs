@@ -58,7 +58,10 @@ pub(crate) fn item(
     // Under `#[async_trait]` the signature is fixed by the trait, so a plain `-> T` cannot
     // become `-> Result<T, idempotency::Error>`: there is no way to report a conflict.
     if async_trait.is_some() && !shape.fallible {
-        let span = shape.ty.as_ref().map_or_else(Span::call_site, syn::spanned::Spanned::span);
+        let span = shape
+            .ty
+            .as_ref()
+            .map_or_else(Span::call_site, syn::spanned::Spanned::span);
         cx.error_at(span, "`#[idempotent]` under `#[async_trait]` needs a `Result<T, E>` return type with `E: From<idempotency::Error>`: the trait fixes the signature, so a plain `T` cannot be turned into `Result<T, idempotency::Error>`");
         fatal = true;
     }
@@ -134,7 +137,11 @@ fn references(
 ) {
     let known: HashSet<String> = params
         .iter()
-        .flat_map(|p| p.binds.iter().chain(p.pattern.is_none().then_some(&p.ident)))
+        .flat_map(|p| {
+            p.binds
+                .iter()
+                .chain(p.pattern.is_none().then_some(&p.ident))
+        })
         .map(ToString::to_string)
         .collect();
     let list = params
@@ -148,7 +155,10 @@ fn references(
         for (ident, is_self) in free_names(expr) {
             if is_self {
                 if receiver.is_none() {
-                    cx.error_spanned_by(&ident, format!("`{what}` refers to `self`, but `{fn_name}` has no receiver"));
+                    cx.error_spanned_by(
+                        &ident,
+                        format!("`{what}` refers to `self`, but `{fn_name}` has no receiver"),
+                    );
                     ok = false;
                 }
             } else if !known.contains(&ident.to_string()) {
