@@ -58,8 +58,17 @@ fn impl_normalize_key(input: &Input<'_>) -> TokenStream {
     let krate = krate_path(input.attrs().krate.as_ref());
     let p = quote!(#krate::__private);
     let body = match input {
-        Input::Struct(s) => struct_body(&p, s),
-        Input::Enum(e) => enum_body(&p, e),
+        // An empty enum has no values: the match is the whole body (no `Ok(())` after it,
+        // which would be unreachable).
+        Input::Enum(e) if e.variants.is_empty() => quote!(match *self {}),
+        Input::Struct(s) => {
+            let writes = struct_body(&p, s);
+            quote!(#writes #p::Result::Ok(()))
+        }
+        Input::Enum(e) => {
+            let writes = enum_body(&p, e);
+            quote!(#writes #p::Result::Ok(()))
+        }
     };
     let ty = &node.ident;
     let mut generics = node.generics.clone();
@@ -85,7 +94,6 @@ fn impl_normalize_key(input: &Input<'_>) -> TokenStream {
                     #[allow(unused_imports)]
                     use #p::{ViaNormalize as _, ViaSerialize as _};
                     #body
-                    #p::Result::Ok(())
                 }
             }
         };
@@ -149,9 +157,6 @@ fn struct_body(p: &TokenStream, s: &Struct<'_>) -> TokenStream {
 
 fn enum_body(p: &TokenStream, e: &Enum<'_>) -> TokenStream {
     let ty = &e.original.ident;
-    if e.variants.is_empty() {
-        return quote!(match *self {});
-    }
     let arms = e.variants.iter().enumerate().map(|(index, v)| {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let ident = &v.original.ident;
