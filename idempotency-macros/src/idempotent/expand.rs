@@ -245,15 +245,24 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
             Some(quote!(let #pat = #ident;))
         })
         .collect();
-    let mut block = TokenStream::new();
+    // The user's statements go straight into the closure's block (inside the user's own
+    // braces), after the generated rebinds: no nested block for `unused_braces` to flag.
     let body = &item.body;
-    item.brace.surround(&mut block, |t| t.extend(body.clone()));
+    let with_body = |prefix: TokenStream| {
+        let mut block = TokenStream::new();
+        item.brace.surround(&mut block, |t| {
+            t.extend(prefix);
+            t.extend(rebinds.iter().cloned());
+            t.extend(body.clone());
+        });
+        block
+    };
     let is_async = item.sig.asyncness.is_some() || input.async_trait.is_some();
     let entry = match (is_async, ret.fallible) {
-        (true, true) => quote_spanned!(at(ret_span)=> #p::try_run),
-        (true, false) => quote_spanned!(at(ret_span)=> #p::run),
-        (false, true) => quote_spanned!(at(ret_span)=> #p::try_run_sync),
-        (false, false) => quote_spanned!(at(ret_span)=> #p::run_sync),
+        (true, true) => quote!(#p::try_run),
+        (true, false) => quote!(#p::run),
+        (false, true) => quote!(#p::try_run_sync),
+        (false, false) => quote!(#p::run_sync),
     };
     let closure = match (input.async_trait, is_async) {
         // async-trait's inner block already pins its output type and binds `__self`.
@@ -272,14 +281,18 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
                     }
                 }
             });
-            quote!(move || async move { #pin #(#rebinds)* #block })
+            let block = with_body(pin.unwrap_or_default());
+            quote!(move || async move #block)
         }
         (None, false) => {
             let arrow = ret.ty.as_ref().map(|t| quote!(-> #t));
-            quote!(move || #arrow { #(#rebinds)* #block })
+            let block = with_body(TokenStream::new());
+            quote!(move || #arrow #block)
         }
     };
-    let call = quote!(#entry(__idempotency_manager, __idempotency_call, #closure));
+    let entry = respan(entry, at(ret_span));
+    let call =
+        quote_spanned!(at(ret_span)=> #entry(__idempotency_manager, __idempotency_call, #closure));
     if is_async {
         quote!(#call.await)
     } else {
@@ -292,4 +305,22 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
 /// macro with mixed-site hygiene (async-trait's `__argN`).
 fn at(span: Span) -> Span {
     Span::call_site().located_at(span)
+}
+
+/// `tokens` with every span set to `span` (used on the entry-point path, so that the whole call
+/// expression, whose span a trait-bound error reports, lies on the return type).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }

@@ -222,7 +222,12 @@ pub(crate) struct ReturnShape {
 
 pub(crate) fn return_shape(ty: Option<&Type>) -> ReturnShape {
     let fallible = matches!(ty, Some(Type::Path(p)) if p.qself.is_none()
-        && p.path.segments.last().is_some_and(|s| s.ident == "Result"));
+    && p.path.segments.last().is_some_and(|s| {
+        // `Result<T, E>`, `io::Result<T>`, and aliases such as `AppResult<T>`.
+        s.ident == "Result"
+            || (s.ident.to_string().ends_with("Result")
+                && matches!(s.arguments, PathArguments::AngleBracketed(_)))
+    }));
     ReturnShape {
         ty: ty.cloned(),
         fallible,
