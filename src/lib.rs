@@ -16,8 +16,8 @@
 //!
 //! let manager = IdempotencyManager::new(MemoryStorage::new());
 //! let call = Call::new(IdempotencyKey::derive("billing::charge", 1, &("order-1", 1200_u64))?);
-//! let first = manager.execute_sync(&call, || "charged")?;
-//! let again = manager.execute_sync(&call, || "charged twice!")?;
+//! let first = manager.execute_sync(&call, || "charged".to_string())?;
+//! let again = manager.execute_sync(&call, || "charged twice!".to_string())?;
 //! assert!(!first.is_replayed() && again.is_replayed());
 //! assert_eq!(again.value, "charged");
 //! # Ok::<(), idempotency::Error>(())
