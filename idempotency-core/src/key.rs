@@ -456,35 +456,3 @@ impl<T: NormalizeKey + ?Sized> NormalizeKey for &T {
         (**self).normalize_key(w)
     }
 }
-
-/// Autoref dispatch used by generated code: a value enters the key through [`NormalizeKey`]
-/// when its type implements it, and through `Serialize` otherwise. Not public API.
-#[doc(hidden)]
-#[allow(missing_debug_implementations, missing_docs)]
-pub mod dispatch {
-    use super::{CanonicalError, KeyWriter, NormalizeKey};
-    use serde::Serialize;
-
-    /// Wraps a reference to an argument.
-    pub struct KeyArg<'a, T: ?Sized>(pub &'a T);
-
-    /// Preferred: the type implements [`NormalizeKey`].
-    pub trait ViaNormalize {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError>;
-    }
-    impl<T: NormalizeKey + ?Sized> ViaNormalize for KeyArg<'_, T> {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError> {
-            self.0.normalize_key(w)
-        }
-    }
-
-    /// Fallback: the type implements `Serialize`.
-    pub trait ViaSerialize {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError>;
-    }
-    impl<T: Serialize + ?Sized> ViaSerialize for &KeyArg<'_, T> {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError> {
-            w.value(self.0)
-        }
-    }
-}

@@ -31,7 +31,7 @@ pub mod testing;
 
 pub use error::{BoxDynError, Error, ErrorKind, Result};
 pub use key::{
-    dispatch, validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,
+    validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,
     NormalizeKey, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 pub use manager::{
