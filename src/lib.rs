@@ -16,8 +16,8 @@
 //!
 //! let manager = IdempotencyManager::new(MemoryStorage::new());
 //! let call = Call::new(IdempotencyKey::derive("billing::charge", 1, &("order-1", 1200_u64))?);
-//! let first = manager.execute_sync(&call, || "charged")?;
-//! let again = manager.execute_sync(&call, || "charged twice!")?;
+//! let first = manager.execute_sync(&call, || "charged".to_string())?;
+//! let again = manager.execute_sync(&call, || "charged twice!".to_string())?;
 //! assert!(!first.is_replayed() && again.is_replayed());
 //! assert_eq!(again.value, "charged");
 //! # Ok::<(), idempotency::Error>(())
@@ -42,6 +42,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod default;
+mod macro_support;
+mod scoped;
 
 pub use default::{default_manager, set_default_manager, StoreUrl};
 pub use idempotency_core::{
@@ -53,6 +55,7 @@ pub use idempotency_core::{
     RecordStatus, Result, Storage, StoreErrorPolicy, SystemClock, Timestamp, MAX_CUSTOM_KEY_BYTES,
     MAX_OPERATION_BYTES,
 };
+pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
@@ -76,12 +79,18 @@ pub mod __private {
     pub use core::option::Option;
     pub use core::result::Result;
     pub use core::time::Duration;
-    pub use idempotency_core::dispatch::{KeyArg, ViaNormalize, ViaSerialize};
+    pub use idempotency_core::canonical::CanonicalError;
     pub use idempotency_core::{
-        block_on, Call, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager, KeyEncoder,
-        KeyWriter, NormalizeKey,
+        block_on, Call, CallOptions, ConflictPolicy, Error, FingerprintPolicy, IdempotencyManager,
+        KeyEncoder, KeyWriter, NormalizeKey, Outcome,
     };
     pub use serde::{de::DeserializeOwned, Serialize};
 
     pub use crate::default::default_manager;
+    pub use crate::macro_support::{
+        custom_key, duration, finish_call, manager_from, override_key, run, run_sync, try_run,
+        try_run_sync, CustomKey, FromFrameworkError, KeyArg, KeyPart, ManagerSource, Storable,
+        ViaNormalize, ViaSerialize,
+    };
+    pub use crate::scoped::{take_override, Override};
 }

@@ -309,9 +309,7 @@ impl<'a> KeyEncoder<'a> {
             Some(custom) => {
                 validate_custom_key(custom)?;
                 h.update([b'C']);
-                let mut lp = Vec::with_capacity(custom.len() + 3);
-                canonical::write_len_prefixed(&mut lp, custom.as_bytes());
-                h.update(&lp);
+                update_len_prefixed(&mut h, custom.as_bytes());
                 let mut f = Sha256::new();
                 f.update(FINGERPRINT_DOMAIN);
                 self.hash_operation(&mut f);
@@ -334,24 +332,41 @@ impl<'a> KeyEncoder<'a> {
     }
 
     fn hash_operation(&self, h: &mut Sha256) {
-        let mut head = Vec::with_capacity(self.operation.len() + 8);
-        canonical::write_len_prefixed(&mut head, self.operation.as_bytes());
-        head.extend_from_slice(&self.version.to_le_bytes());
-        h.update(&head);
+        update_len_prefixed(h, self.operation.as_bytes());
+        h.update(self.version.to_le_bytes());
     }
 
     fn hash_identity(&self, h: &mut Sha256) {
         self.hash_operation(h);
         match &self.scope {
             Some(s) => {
-                let mut lp = Vec::with_capacity(s.len() + 3);
-                lp.push(1);
-                canonical::write_len_prefixed(&mut lp, s);
-                h.update(&lp);
+                h.update([1]);
+                update_len_prefixed(h, s);
             }
             None => h.update([0]),
         }
     }
+}
+
+/// Hashes `bytes` prefixed by their length as a varint (the canonical encoding's length
+/// prefix), without allocating.
+fn update_len_prefixed(h: &mut Sha256, bytes: &[u8]) {
+    let mut len = [0_u8; 10];
+    let mut n = bytes.len() as u64;
+    let mut i = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            len[i] = byte;
+            i += 1;
+            break;
+        }
+        len[i] = byte | 0x80;
+        i += 1;
+    }
+    h.update(&len[..i]);
+    h.update(bytes);
 }
 
 fn format_key(operation: &str, digest: &[u8; 32]) -> String {
@@ -439,37 +454,5 @@ pub trait NormalizeKey {
 impl<T: NormalizeKey + ?Sized> NormalizeKey for &T {
     fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
         (**self).normalize_key(w)
-    }
-}
-
-/// Autoref dispatch used by generated code: a value enters the key through [`NormalizeKey`]
-/// when its type implements it, and through `Serialize` otherwise. Not public API.
-#[doc(hidden)]
-#[allow(missing_debug_implementations, missing_docs)]
-pub mod dispatch {
-    use super::{CanonicalError, KeyWriter, NormalizeKey};
-    use serde::Serialize;
-
-    /// Wraps a reference to an argument.
-    pub struct KeyArg<'a, T: ?Sized>(pub &'a T);
-
-    /// Preferred: the type implements [`NormalizeKey`].
-    pub trait ViaNormalize {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError>;
-    }
-    impl<T: NormalizeKey + ?Sized> ViaNormalize for KeyArg<'_, T> {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError> {
-            self.0.normalize_key(w)
-        }
-    }
-
-    /// Fallback: the type implements `Serialize`.
-    pub trait ViaSerialize {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError>;
-    }
-    impl<T: Serialize + ?Sized> ViaSerialize for &KeyArg<'_, T> {
-        fn __idempotency_write(&self, w: &mut KeyWriter<'_>) -> Result<(), CanonicalError> {
-            w.value(self.0)
-        }
     }
 }

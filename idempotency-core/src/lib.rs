@@ -35,7 +35,7 @@ pub use error::{BoxDynError, Error, ErrorKind, Result};
 #[cfg(feature = "file")]
 pub use file::{Durability, FileStorage, FileStorageBuilder};
 pub use key::{
-    dispatch, validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,
+    validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,
     NormalizeKey, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 pub use manager::{
@@ -49,6 +49,6 @@ pub use record::{
 pub use rt::block_on;
 pub use storage::{
     apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
-    Observed, Storage,
+    Listed, Observed, Page, Storage,
 };
 pub use telemetry::ManagerStats;

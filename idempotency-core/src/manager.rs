@@ -16,7 +16,7 @@ use crate::key::{DerivedKey, Fingerprint, IdempotencyKey};
 use crate::record::{Owner, RecordError, RecordStatus, Timestamp};
 use crate::rt::{self, CatchUnwind};
 use crate::storage::{Claim, ClaimRequest, DynStorage, Observed};
-use crate::telemetry::{self, Counters, ManagerStats, Step};
+use crate::telemetry::{Counters, ManagerStats, Step, StoreTimer};
 
 /// What a caller does when another caller holds a live lease on the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,7 +488,7 @@ impl IdempotencyManager {
 
     fn request(call: &Call, lease: Duration) -> ClaimRequest {
         ClaimRequest {
-            execution_id: Uuid::new_v4(),
+            execution_id: crate::rt::execution_id(),
             fingerprint: call.fingerprint,
             lease,
             refresh: call.options.refresh,
@@ -646,13 +646,14 @@ impl IdempotencyManager {
         counters.request();
         let on_conflict = call.options.on_conflict.unwrap_or(config.on_conflict);
         let fp_policy = call.options.fingerprint.unwrap_or(config.fingerprint);
-        let started = Instant::now();
+        // Read the monotonic clock only once a conflict makes waiting possible.
+        let mut started: Option<Instant> = None;
         let mut waited = false;
         let req = Self::request(call, lease);
         loop {
-            let claim_started = Instant::now();
+            let timer = StoreTimer::start();
             let claimed = storage.try_claim(&key, &req).await;
-            telemetry::store_latency("claim", claim_started.elapsed());
+            timer.stop("claim");
             let claim = match claimed {
                 Ok(c) => c,
                 Err(e) => {
@@ -683,8 +684,8 @@ impl IdempotencyManager {
             };
             let still_pending =
                 matches!(&claim, Claim::Existing(o) if o.record.status == RecordStatus::Pending);
-            if waited && !still_pending {
-                counters.lock_wait(started.elapsed());
+            if let (true, false, Some(t)) = (waited, still_pending, started) {
+                counters.lock_wait(t.elapsed());
             }
             match claim {
                 Claim::Acquired {
@@ -724,15 +725,16 @@ impl IdempotencyManager {
                             if !waited {
                                 counters.step(Step::Conflict, &call.key, Some(&obs.record.owner));
                             }
+                            let since = *started.get_or_insert_with(Instant::now);
                             match on_conflict {
-                                ConflictPolicy::Wait { timeout } if started.elapsed() < timeout => {
+                                ConflictPolicy::Wait { timeout } if since.elapsed() < timeout => {
                                     waited = true;
-                                    let left = timeout.saturating_sub(started.elapsed());
+                                    let left = timeout.saturating_sub(since.elapsed());
                                     rt::sleep(config.poll_interval.min(left)).await;
                                 }
                                 _ => {
                                     if waited {
-                                        counters.lock_wait(started.elapsed());
+                                        counters.lock_wait(since.elapsed());
                                     }
                                     return Err(Error::InProgress {
                                         key: call.key.clone(),
@@ -921,7 +923,7 @@ impl IdempotencyManager {
         let mut attempt = 1;
         let counters = &self.inner.counters;
         loop {
-            let started = Instant::now();
+            let timer = StoreTimer::start();
             let r = match what {
                 Ok(bytes) => {
                     storage
@@ -934,7 +936,7 @@ impl IdempotencyManager {
                         .await
                 }
             };
-            telemetry::store_latency("complete", started.elapsed());
+            timer.stop("complete");
             if let Err(e) = &r {
                 if e.is_store_unavailable() {
                     counters.step(Step::StoreError("complete"), &call.key, Some(&lease.owner));

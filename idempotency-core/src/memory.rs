@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::key::IdempotencyKey;
 use crate::record::{Clock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp};
 use crate::storage::{
-    apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Observed, Storage,
+    apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Listed, Observed, Page,
+    Storage,
 };
 
 /// A store that keeps records in memory, for tests and single-process services.
@@ -158,5 +159,42 @@ impl Storage for MemoryStorage {
         let before = map.len();
         map.retain(|_, r| !r.is_expired_at(now));
         Ok((before - map.len()) as u64)
+    }
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
+        // Pages in key order; the cursor is the last key of the previous page.
+        let now = self.clock.now();
+        let map = self.lock();
+        let mut keys: Vec<&IdempotencyKey> = map
+            .keys()
+            .filter(|k| cursor.is_none_or(|c| k.as_str() > c))
+            .collect();
+        keys.sort_unstable();
+        let limit = limit.max(1);
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next = if more {
+            keys.last().map(|k| k.as_str().to_owned())
+        } else {
+            None
+        };
+        let items = keys
+            .into_iter()
+            .filter_map(|k| map.get(k))
+            .map(|r| {
+                Listed::Record(Observed {
+                    record: r.clone(),
+                    now,
+                })
+            })
+            .collect();
+        Ok(Page {
+            items,
+            cursor: next,
+        })
+    }
+
+    async fn remove_unreadable(&self, _location: &str) -> Result<bool> {
+        // Records are held decoded: nothing here is ever unreadable.
+        Ok(false)
     }
 }

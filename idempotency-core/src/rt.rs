@@ -20,6 +20,43 @@ impl Wake for ThreadWaker {
     }
 }
 
+thread_local! {
+    /// One waker per thread, reused by every `block_on` on it.
+    static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    /// Per-thread generator state for execution ids, seeded from the OS once per thread.
+    static ID_STATE: std::cell::Cell<(u64, u64)> = std::cell::Cell::new(seed());
+}
+
+fn seed() -> (u64, u64) {
+    let b = uuid::Uuid::new_v4().as_u64_pair();
+    (b.0 | 1, b.1 | 1)
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A fresh random (version 4) execution id without a system call per id: 128 bits from a
+/// per-thread SplitMix64 pair seeded from the OS random source once per thread. Execution ids
+/// must be unique, not secret.
+pub(crate) fn execution_id() -> uuid::Uuid {
+    ID_STATE
+        .try_with(|cell| {
+            let (mut a, mut b) = cell.get();
+            let hi = splitmix(&mut a);
+            let lo = splitmix(&mut b);
+            cell.set((a, b));
+            let bits = (u128::from(hi) << 64) | u128::from(lo);
+            uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid()
+        })
+        // During thread teardown the thread-local is gone: ask the OS instead.
+        .unwrap_or_else(|_| uuid::Uuid::new_v4())
+}
+
 /// Drives `fut` to completion on the current thread, parking it between polls.
 ///
 /// Works inside or outside a tokio runtime. The futures of the memory and file stores never
@@ -28,7 +65,9 @@ impl Wake for ThreadWaker {
 /// API exists for sync code).
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
-    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let waker = THREAD_WAKER
+        .try_with(Waker::clone)
+        .unwrap_or_else(|_| Waker::from(Arc::new(ThreadWaker(thread::current()))));
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {

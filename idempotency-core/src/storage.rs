@@ -52,6 +52,30 @@ impl Observed {
     }
 }
 
+/// One entry of a [`Storage::list`] page.
+#[derive(Debug)]
+pub enum Listed {
+    /// A readable record (expired ones included until purged), with the store's time.
+    Record(Observed),
+    /// An entry that could not be read: corrupt bytes or a foreign format version.
+    Unreadable {
+        /// Where it lives in the store (a file path, a Redis key), for
+        /// [`Storage::remove_unreadable`].
+        location: String,
+        /// Why it could not be read (`CorruptRecord` or `IncompatibleRecord`).
+        error: crate::error::Error,
+    },
+}
+
+/// A page of [`Storage::list`].
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The entries of this page, in no particular order.
+    pub items: Vec<Listed>,
+    /// The cursor of the next page, or `None` when this was the last one.
+    pub cursor: Option<String>,
+}
+
 /// The answer to [`Storage::try_claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -290,6 +314,44 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// # Errors
     /// Store errors.
     fn purge_expired(&self) -> impl Future<Output = Result<u64>> + Send + '_;
+
+    /// Lists the store's entries a page at a time, for operators (the `idempotency` CLI):
+    /// start with `cursor = None`, then pass the returned cursor until it is `None`. `limit`
+    /// is a hint for the page size. Unreadable entries are listed as [`Listed::Unreadable`]
+    /// rather than failing the page. Not atomic across pages: entries written meanwhile may or
+    /// may not appear.
+    ///
+    /// # Errors
+    /// Store errors; [`Error::Config`](crate::Error::Config) from stores that cannot list (the
+    /// default).
+    fn list<'a>(
+        &'a self,
+        _cursor: Option<&'a str>,
+        _limit: usize,
+    ) -> impl Future<Output = Result<Page>> + Send + 'a {
+        async {
+            Err(crate::error::Error::Config(
+                "this store cannot list its records".into(),
+            ))
+        }
+    }
+
+    /// Removes an unreadable entry found by [`list`](Self::list), by its location. Returns
+    /// whether something was removed. Readable records are never removed this way (use
+    /// [`delete`](Self::delete)).
+    ///
+    /// # Errors
+    /// Store errors; [`Error::Config`](crate::Error::Config) from stores that cannot list.
+    fn remove_unreadable<'a>(
+        &'a self,
+        _location: &'a str,
+    ) -> impl Future<Output = Result<bool>> + Send + 'a {
+        async {
+            Err(crate::error::Error::Config(
+                "this store cannot list its records".into(),
+            ))
+        }
+    }
 }
 
 /// The object-safe form of [`Storage`], implemented for every `Storage`; methods return boxed
@@ -330,6 +392,8 @@ pub trait DynStorage: Send + Sync + Debug + 'static {
     fn delete<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
     fn exists<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
     fn purge_expired(&self) -> BoxFuture<'_, Result<u64>>;
+    fn list<'a>(&'a self, cursor: Option<&'a str>, limit: usize) -> BoxFuture<'a, Result<Page>>;
+    fn remove_unreadable<'a>(&'a self, location: &'a str) -> BoxFuture<'a, Result<bool>>;
 }
 
 impl<S: Storage> DynStorage for S {
@@ -384,5 +448,11 @@ impl<S: Storage> DynStorage for S {
     }
     fn purge_expired(&self) -> BoxFuture<'_, Result<u64>> {
         Box::pin(Storage::purge_expired(self))
+    }
+    fn list<'a>(&'a self, cursor: Option<&'a str>, limit: usize) -> BoxFuture<'a, Result<Page>> {
+        Box::pin(Storage::list(self, cursor, limit))
+    }
+    fn remove_unreadable<'a>(&'a self, location: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Storage::remove_unreadable(self, location))
     }
 }

@@ -145,9 +145,8 @@ impl Counters {
         let bump = |c: &AtomicU64| {
             c.fetch_add(1, Ordering::Relaxed);
         };
-        let execution_id = owner
-            .map(|o| o.execution_id.to_string())
-            .unwrap_or_default();
+        // Formatted only when an event is enabled: nothing is allocated on the hot path.
+        let execution_id = tracing::field::display(ExecutionId(owner));
         let fencing_token = owner.map_or(0, |o| o.fencing_token);
         let key = key.as_str();
         match step {
@@ -224,11 +223,34 @@ impl Counters {
     }
 }
 
-/// Records the duration of one store step (feature `metrics`).
-pub(crate) fn store_latency(_operation: &'static str, _took: Duration) {
-    #[cfg(feature = "metrics")]
-    metrics::histogram!("idempotency_store_latency_seconds", "operation" => _operation)
-        .record(_took.as_secs_f64());
+struct ExecutionId<'a>(Option<&'a Owner>);
+
+impl std::fmt::Display for ExecutionId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(o) => o.execution_id.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A timer for one store step: reads the clock only with the `metrics` feature.
+pub(crate) struct StoreTimer(#[cfg(feature = "metrics")] std::time::Instant);
+
+impl StoreTimer {
+    pub(crate) fn start() -> Self {
+        StoreTimer(
+            #[cfg(feature = "metrics")]
+            std::time::Instant::now(),
+        )
+    }
+
+    /// Records the duration of the step (feature `metrics`).
+    pub(crate) fn stop(self, _operation: &'static str) {
+        #[cfg(feature = "metrics")]
+        metrics::histogram!("idempotency_store_latency_seconds", "operation" => _operation)
+            .record(self.0.elapsed().as_secs_f64());
+    }
 }
 
 fn outcome(_outcome: &'static str) {

@@ -335,3 +335,36 @@ async fn key_prefix_namespaces_records() {
     assert!(!o.is_replayed() && o.value == 2);
     assert_eq!(store.len(), 2);
 }
+
+#[tokio::test]
+async fn memory_store_lists_in_pages() {
+    use idempotency_core::{Listed, Storage};
+    let store = MemoryStorage::new();
+    let m = IdempotencyManager::new(store.clone());
+    for i in 0..5 {
+        m.execute(&call(&format!("list-{i}")), || async { i })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = Storage::list(&store, cursor.as_deref(), 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(page.items.len() <= 2);
+        for item in page.items {
+            match item {
+                Listed::Record(o) => seen.push(o.record.key.to_string()),
+                Listed::Unreadable { location, .. } => panic!("unreadable {location}"),
+            }
+        }
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+}

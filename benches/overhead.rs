@@ -1,0 +1,22 @@
+//! `cargo bench --bench overhead`: every path of the framework measured against its physical
+//! floor, in one run (see BENCHMARKS.md).
+//!
+//! Output: a table (median, p99, ratio of medians to the row's floor) and one machine-readable
+//! line per ratio, `ratio <name> <value>`. Redis rows use `IDEMPOTENCY_REDIS_URL`, else a
+//! `redis-server` the bench starts on a free loopback port, else they say why they were skipped.
+
+#[path = "overhead/harness.rs"]
+mod harness;
+#[path = "overhead/paths.rs"]
+mod paths;
+
+fn main() {
+    let quick =
+        std::env::args().any(|a| a == "--quick") || std::env::var_os("BENCH_QUICK").is_some();
+    let mut report = harness::Report::new(quick);
+    paths::run_all(&mut report);
+    report.print();
+    if let Err(e) = report.write_svg("target/bench/overhead.svg") {
+        eprintln!("bench: could not write the chart: {e}");
+    }
+}

@@ -1,0 +1,183 @@
+//! `#[derive(NormalizeKey)]`: mirrors serde's data model (same key as `Serialize` when nothing
+//! is skipped), `skip` and `with` change only what they name, and `#[idempotent]` picks the
+//! derived impl over `Serialize`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
+
+use idempotency::{
+    idempotent, IdempotencyKey, IdempotencyManager, KeyEncoder, MemoryStorage, NormalizeKey,
+};
+use serde::Serialize;
+
+fn via_normalize<T: NormalizeKey>(v: &T) -> IdempotencyKey {
+    let mut enc = KeyEncoder::new("derive::test", 1);
+    enc.arg_normalized(v);
+    enc.finish().unwrap().key
+}
+
+fn via_serialize<T: Serialize>(v: &T) -> IdempotencyKey {
+    IdempotencyKey::derive("derive::test", 1, v).unwrap().key
+}
+
+#[derive(Serialize, NormalizeKey)]
+struct Named {
+    a: u32,
+    b: String,
+    c: Option<Vec<u8>>,
+    d: BTreeMap<String, i64>,
+}
+
+#[derive(Serialize, NormalizeKey)]
+struct Newtype(u64);
+
+#[derive(Serialize, NormalizeKey)]
+struct Tuple(u8, &'static str, bool);
+
+#[derive(Serialize, NormalizeKey)]
+struct EmptyTuple();
+
+#[derive(Serialize, NormalizeKey)]
+struct Unit;
+
+#[derive(Serialize, NormalizeKey)]
+enum Shape {
+    Unit,
+    Newtype(i32),
+    Tuple(u8, u8),
+    Struct { x: f64, label: String },
+}
+
+#[derive(Serialize, NormalizeKey)]
+struct Generic<T> {
+    inner: T,
+    nested: Named,
+}
+
+#[test]
+fn scenario_17_derived_key_equals_the_serialize_key_for_every_shape() {
+    let named = Named {
+        a: 1,
+        b: "b".into(),
+        c: Some(vec![1, 2]),
+        d: BTreeMap::from([("k".to_owned(), -3)]),
+    };
+    assert_eq!(via_normalize(&named), via_serialize(&named));
+    assert_eq!(via_normalize(&Newtype(9)), via_serialize(&Newtype(9)));
+    assert_eq!(via_normalize(&Newtype(9)), via_serialize(&9_u64));
+    let t = Tuple(1, "x", true);
+    assert_eq!(via_normalize(&t), via_serialize(&t));
+    assert_eq!(via_normalize(&EmptyTuple()), via_serialize(&EmptyTuple()));
+    assert_eq!(via_normalize(&Unit), via_serialize(&Unit));
+    for s in [
+        Shape::Unit,
+        Shape::Newtype(-4),
+        Shape::Tuple(1, 2),
+        Shape::Struct {
+            x: 0.5,
+            label: "l".into(),
+        },
+    ] {
+        assert_eq!(via_normalize(&s), via_serialize(&s));
+    }
+    let g = Generic {
+        inner: Shape::Tuple(3, 4),
+        nested: named,
+    };
+    assert_eq!(via_normalize(&g), via_serialize(&g));
+    // And different values still differ.
+    assert_ne!(
+        via_normalize(&Shape::Tuple(1, 2)),
+        via_normalize(&Shape::Tuple(2, 1))
+    );
+}
+
+fn lowercase(s: &str) -> String {
+    s.to_lowercase()
+}
+
+// The skipped fields exist only to show that they do not reach the key.
+#[allow(dead_code)]
+#[derive(NormalizeKey)]
+struct Request {
+    customer: String,
+    #[idempotency(with = lowercase)]
+    email: String,
+    #[idempotency(skip)]
+    trace_id: u128,
+    #[idempotency(skip)]
+    received_at: std::time::SystemTime,
+}
+
+#[derive(NormalizeKey)]
+enum Command {
+    Charge {
+        cents: u64,
+        #[idempotency(skip)]
+        attempt: u32,
+    },
+    Cancel(#[idempotency(skip)] u64),
+}
+
+#[test]
+fn scenario_17_skip_and_with_normalize_the_key() {
+    let a = Request {
+        customer: "c1".into(),
+        email: "Ann@Example.com".into(),
+        trace_id: 1,
+        received_at: std::time::UNIX_EPOCH,
+    };
+    let b = Request {
+        customer: "c1".into(),
+        email: "ann@example.com".into(),
+        trace_id: 2,
+        received_at: std::time::SystemTime::now(),
+    };
+    assert_eq!(via_normalize(&a), via_normalize(&b));
+    let c = Request {
+        customer: "c2".into(),
+        ..b
+    };
+    assert_ne!(via_normalize(&a), via_normalize(&c));
+
+    let charge = |attempt| Command::Charge { cents: 5, attempt };
+    assert_eq!(via_normalize(&charge(1)), via_normalize(&charge(2)));
+    assert_eq!(
+        via_normalize(&Command::Cancel(1)),
+        via_normalize(&Command::Cancel(2))
+    );
+    assert_ne!(
+        via_normalize(&charge(1)),
+        via_normalize(&Command::Cancel(1))
+    );
+}
+
+static MANAGER: LazyLock<IdempotencyManager> =
+    LazyLock::new(|| IdempotencyManager::new(MemoryStorage::new()));
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(manager = &*MANAGER)]
+fn submit(req: &Request) -> String {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    req.customer.clone()
+}
+
+#[test]
+fn scenario_17_idempotent_uses_the_derived_impl_for_parameters() {
+    let retry = Request {
+        customer: "c9".into(),
+        email: "x@y.z".into(),
+        trace_id: 11,
+        received_at: std::time::SystemTime::now(),
+    };
+    let first = Request {
+        customer: "c9".into(),
+        email: "X@Y.z".into(),
+        trace_id: 10,
+        received_at: std::time::UNIX_EPOCH,
+    };
+    assert_eq!(submit(&first).unwrap(), "c9");
+    assert_eq!(submit(&retry).unwrap(), "c9");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+}
