@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency::{
-    CallOptions, ErrorKind, FingerprintPolicy, IdempotencyManager, IdempotentPipeline,
-    ManualClock, MemoryStorage, Pipeline, RecordStatus, Timestamp,
+    CallOptions, ErrorKind, FingerprintPolicy, IdempotencyManager, IdempotentPipeline, ManualClock,
+    MemoryStorage, Pipeline, RecordStatus, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -141,21 +141,38 @@ fn scenario_18_pipelines_with_same_input_do_not_share_records() {
     assert_eq!(petrol.value, Ok(100.0 * 2.075));
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
     assert_eq!(petrol_runs.load(Ordering::SeqCst), 1);
-    assert!(petrol.provenance.key.as_str().starts_with("tests::petrol_co2e:"));
-    assert!(diesel.provenance.key.as_str().starts_with("tests::diesel_co2e:"));
+    assert!(petrol
+        .provenance
+        .key
+        .as_str()
+        .starts_with("tests::petrol_co2e:"));
+    assert!(diesel
+        .provenance
+        .key
+        .as_str()
+        .starts_with("tests::diesel_co2e:"));
 }
 
 #[test]
 fn scenario_16_pipeline_custom_key_same_input_replays_different_input_is_flagged() {
     let f = fixture();
-    let first = f.pipeline.execute_with_key("ACM-202401-00026", &1745.6).unwrap();
-    let repeat = f.pipeline.execute_with_key("ACM-202401-00026", &1745.6).unwrap();
+    let first = f
+        .pipeline
+        .execute_with_key("ACM-202401-00026", &1745.6)
+        .unwrap();
+    let repeat = f
+        .pipeline
+        .execute_with_key("ACM-202401-00026", &1745.6)
+        .unwrap();
     assert!(repeat.is_replayed());
     assert!(!repeat.provenance.fingerprint_mismatch);
     assert_eq!(repeat.value, first.value);
 
     // Default policy: replay the first result and say the fingerprint differed.
-    let reused = f.pipeline.execute_with_key("ACM-202401-00026", &1920.2).unwrap();
+    let reused = f
+        .pipeline
+        .execute_with_key("ACM-202401-00026", &1920.2)
+        .unwrap();
     assert!(reused.is_replayed());
     assert!(reused.provenance.fingerprint_mismatch);
     assert_eq!(reused.value, first.value);
@@ -174,7 +191,9 @@ fn scenario_16_pipeline_custom_key_reject_policy_refuses_different_input() {
         fingerprint: Some(FingerprintPolicy::Reject),
         ..CallOptions::default()
     });
-    f.pipeline.execute_with_key("BOR-202410-00280", &2118.5).unwrap();
+    f.pipeline
+        .execute_with_key("BOR-202410-00280", &2118.5)
+        .unwrap();
     let err = f
         .pipeline
         .execute_with_key("BOR-202410-00280", &1059.2)
@@ -182,7 +201,10 @@ fn scenario_16_pipeline_custom_key_reject_policy_refuses_different_input() {
     assert_eq!(err.kind(), ErrorKind::FingerprintMismatch);
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
     // The stored record is unchanged: the original input still replays.
-    let again = f.pipeline.execute_with_key("BOR-202410-00280", &2118.5).unwrap();
+    let again = f
+        .pipeline
+        .execute_with_key("BOR-202410-00280", &2118.5)
+        .unwrap();
     assert!(again.is_replayed());
     assert_eq!(again.value, Ok(2118.5 * 2.58354));
 }

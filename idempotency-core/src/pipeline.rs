@@ -297,9 +297,12 @@ impl<P: Pipeline> IdempotentPipeline<P> {
             }
             std::future::ready(result)
         };
-        rt::block_on(self.manager.try_execute_with(call, run, move |_: &P::Error| {
-            verdict.load(Ordering::SeqCst)
-        }))
+        rt::block_on(
+            self.manager
+                .try_execute_with(call, run, move |_: &P::Error| {
+                    verdict.load(Ordering::SeqCst)
+                }),
+        )
     }
 
     /// The record of [`execute`](Self::execute)'s key for `input`: status, TTL remaining,
