@@ -74,7 +74,7 @@ pub fn chart_svg(totals: &Totals) -> String {
         .max(1);
     // A "nice" axis maximum in tonnes: 1, 2 or 5 × 10^k.
     let max_t = max_mg as f64 / 1e9;
-    let mut step = 10f64.powf(max_t.log10().floor());
+    let mut step = 10f64.powf((max_t / 5.0).log10().floor());
     for m in [1.0, 2.0, 5.0, 10.0] {
         if step * m * 5.0 >= max_t {
             step *= m;
