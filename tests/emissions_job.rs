@@ -354,3 +354,38 @@ fn scenario_2_emissions_job_two_workers_split_the_work() {
     check_ledger(&dir.0);
     assert_eq!(read(dir.0.join("report.csv")), reference);
 }
+
+#[test]
+fn scenario_10_emissions_job_worker_crash_is_taken_over_by_the_other_worker() {
+    let dir = TempDir::new("workers-crash");
+    let job: Vec<String> = [
+        "--out",
+        &dir.0.display().to_string(),
+        "--store",
+        &dir.store_url(),
+        "--lease-ms",
+        "300",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut crashing = job.clone();
+    crashing.extend(["--crash-after".to_owned(), "20".to_owned()]);
+    let mut workers = [
+        child(&crashing, true).spawn().unwrap(),
+        child(&job, true).spawn().unwrap(),
+    ];
+    for w in &mut workers {
+        w.stdin.take().unwrap().write_all(b"g").unwrap();
+    }
+    let [a, b] = workers.map(|w| w.wait_with_output().unwrap());
+    assert!(!a.status.success(), "worker A must abort after 20 appends");
+    let b_out = String::from_utf8_lossy(&b.stdout).into_owned();
+    assert!(b.status.success(), "worker B failed:\n{b_out}");
+    let survivor = parse_summary(&b_out);
+    // B took over A's pending row once its lease ended; the row's ledger line, written by A
+    // just before it crashed, is not written again.
+    check_ledger(&dir.0);
+    assert_eq!(survivor.executed + survivor.replayed, ACCEPTED + 3);
+    assert_eq!(read(dir.0.join("report.csv")), reference_report().0);
+}

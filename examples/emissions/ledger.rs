@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::data::{format_kg, ActivityRow, LedgerEntry};
@@ -18,7 +18,11 @@ pub const HEADER: &str =
 pub struct OutputLedger {
     path: PathBuf,
     file: File,
-    /// Entries already in the file: written by an earlier process, or by this one.
+    reader: File,
+    /// Bytes of the file read so far (always at a line end).
+    scanned: u64,
+    /// Entries known to be in the file: written by an earlier process, another worker, or
+    /// this one.
     known: HashMap<String, LedgerEntry>,
 }
 
@@ -35,6 +39,7 @@ impl OutputLedger {
         // left by a power loss needs a manual repair (see README_PIPELINE.md).
         let complete = text.rfind('\n').map_or(0, |i| i + 1);
         text.truncate(complete);
+        let scanned = text.len() as u64;
         let known = parse(&text)
             .map_err(|e| {
                 io::Error::new(
@@ -47,14 +52,32 @@ impl OutputLedger {
             .collect();
         Ok(OutputLedger {
             path: path.to_owned(),
+            reader: File::open(path)?,
             file,
+            scanned,
             known,
         })
     }
 
-    /// The entry for `record_id` if the ledger already holds it.
-    pub fn get(&self, record_id: &str) -> Option<&LedgerEntry> {
-        self.known.get(record_id)
+    /// The entry for `record_id` if the ledger already holds it. Reads the lines appended
+    /// since the last look first, so a line written by another worker that crashed before its
+    /// record completed is found when this worker takes the record over.
+    pub fn get(&mut self, record_id: &str) -> io::Result<Option<&LedgerEntry>> {
+        self.reader.seek(SeekFrom::Start(self.scanned))?;
+        let mut new = String::new();
+        self.reader.read_to_string(&mut new)?;
+        // Stop at the last complete line: the rest is an append still in flight.
+        let complete = new.rfind('\n').map_or(0, |i| i + 1);
+        new.truncate(complete);
+        if !new.is_empty() {
+            let entries = parse_lines(&new, false)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            for e in entries {
+                self.known.insert(e.row.record_id.clone(), e);
+            }
+            self.scanned += complete as u64;
+        }
+        Ok(self.known.get(record_id))
     }
 
     /// Appends `entry` as one line and `fsync`s it.
@@ -113,7 +136,13 @@ fn create_with_header(path: &Path) -> io::Result<()> {
 
 /// Parses ledger text (header + lines) into entries, in file order.
 pub fn parse(text: &str) -> Result<Vec<LedgerEntry>, String> {
-    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    parse_lines(text, true)
+}
+
+fn parse_lines(text: &str, has_header: bool) -> Result<Vec<LedgerEntry>, String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(has_header)
+        .from_reader(text.as_bytes());
     let mut out = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| e.to_string())?;

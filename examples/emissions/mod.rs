@@ -183,7 +183,8 @@ impl Pipeline for EmissionsRow<'_> {
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         // A takeover after a crash between the append and the record's completion: the line
         // is already there, so the side effect is not repeated.
-        if let Some(existing) = ledger.get(&row.record_id) {
+        let ledger_error = |e: std::io::Error| RowError::Ledger(e.to_string());
+        if let Some(existing) = ledger.get(&row.record_id).map_err(ledger_error)? {
             return Ok(existing.clone());
         }
         ledger
