@@ -62,10 +62,24 @@ pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 #[doc(inline)]
 pub use idempotency_core::{Durability, FileStorage, FileStorageBuilder};
 
+pub use idempotency_core::{
+    IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo,
+};
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 #[doc(inline)]
 pub use idempotency_core::{conformance_suite, testing};
+
+/// Wraps `pipeline` in an [`IdempotentPipeline`] over the process-wide
+/// [`default_manager`] (`IDEMPOTENCY_URL`, else the file store in `.idempotency`).
+///
+/// # Errors
+/// As [`default_manager`]: [`Error::Config`] for a bad `IDEMPOTENCY_URL`; the store's errors
+/// when it cannot be opened.
+pub fn idempotent_pipeline<P: Pipeline>(pipeline: P) -> Result<IdempotentPipeline<P>> {
+    Ok(IdempotentPipeline::new(pipeline, default_manager()?))
+}
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

@@ -23,6 +23,7 @@ mod file;
 mod key;
 mod manager;
 mod memory;
+mod pipeline;
 mod record;
 mod rt;
 mod storage;
@@ -43,6 +44,7 @@ pub use manager::{
     ManagerBuilder, ManagerConfig, OperationLease, Outcome, Provenance, StoreErrorPolicy,
 };
 pub use memory::MemoryStorage;
+pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};
 pub use record::{
     Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
 };
