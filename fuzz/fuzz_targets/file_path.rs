@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the checks are in `idempotency_fuzz::targets::file_path`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| idempotency_fuzz::targets::file_path(data));
