@@ -18,6 +18,14 @@ use crate::rt::{self, CatchUnwind};
 use crate::storage::{Claim, ClaimRequest, DynStorage, Observed};
 use crate::telemetry::{Counters, ManagerStats, Step, StoreTimer};
 
+/// A kill point for the fault tests (`testing::fault`, feature `testing`); nothing without
+/// the feature.
+#[inline(always)]
+fn kill_point(_point: &'static str, _key: &IdempotencyKey) {
+    #[cfg(feature = "testing")]
+    crate::testing::fault::hit(_point, _key.as_str());
+}
+
 /// What a caller does when another caller holds a live lease on the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConflictPolicy {
@@ -705,6 +713,7 @@ impl IdempotencyManager {
                         ttl,
                         failure_ttl,
                     };
+                    kill_point("after_claim", &call.key);
                     return self.run_claimed(call, lease, f, &codec).await;
                 }
                 Claim::Existing(obs) => {
@@ -826,6 +835,7 @@ impl IdempotencyManager {
                 std::panic::resume_unwind(panic);
             }
         };
+        kill_point("after_run", &call.key);
         // A record just finished is kept for exactly its TTL from now.
         let provenance = |rec: &crate::record::Record, time_to_live: Duration| Provenance {
             replayed: false,
@@ -923,6 +933,7 @@ impl IdempotencyManager {
         let mut attempt = 1;
         let counters = &self.inner.counters;
         loop {
+            kill_point("before_complete", &call.key);
             let timer = StoreTimer::start();
             let r = match what {
                 Ok(bytes) => {
@@ -943,7 +954,10 @@ impl IdempotencyManager {
                 }
             }
             match r {
-                Ok(rec) => return Ok(rec),
+                Ok(rec) => {
+                    kill_point("after_complete", &call.key);
+                    return Ok(rec);
+                }
                 Err(Error::LeaseLost { .. }) => {
                     counters.step(Step::FencedOut, &call.key, Some(&lease.owner));
                     return Err(Error::LeaseLost {

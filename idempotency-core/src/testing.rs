@@ -12,6 +12,8 @@
 // The kit is a set of test assertions: failing one is a panic, by design.
 #![allow(clippy::panic)]
 
+pub mod fault;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
