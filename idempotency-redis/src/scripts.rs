@@ -33,9 +33,9 @@
 
 use std::sync::LazyLock;
 
-use idempotency_core::{Fingerprint, IdempotencyKey, Record, RecordError, RecordStatus};
 #[cfg(test)]
 use idempotency_core::Owner;
+use idempotency_core::{Fingerprint, IdempotencyKey, Record, RecordError, RecordStatus};
 use redis::Script;
 use serde::Serialize;
 use uuid::Uuid;
@@ -276,7 +276,9 @@ mod tests {
     use std::time::Duration;
 
     fn sample() -> Record {
-        let key = IdempotencyKey::derive("redis::splice", 1, &"x").unwrap().key;
+        let key = IdempotencyKey::derive("redis::splice", 1, &"x")
+            .unwrap()
+            .key;
         let owner = Owner {
             execution_id: Uuid::new_v4(),
             fencing_token: 300,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency_core::{
-    Claim, ClaimRequest, Error, IdempotencyKey, Observed, Owner, Record, RecordError,
-    RecordStatus, Result, Storage, Timestamp,
+    Claim, ClaimRequest, Error, IdempotencyKey, Observed, Owner, Record, RecordError, RecordStatus,
+    Result, Storage, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
@@ -131,7 +131,11 @@ fn millis(d: Duration) -> u64 {
 /// Whether a claim that failed with `e` may have been applied by Redis and should be retried
 /// (time-out or connection lost after sending).
 fn is_ambiguous(e: &RedisError) -> bool {
-    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    e.is_timeout()
+        || e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
 }
 
 impl RedisStorage {
@@ -212,9 +216,8 @@ impl RedisStorage {
             return Self::connect_cluster(&config);
         }
         let url = config.nodes.first().map(String::as_str).unwrap_or_default();
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::Config(format!("invalid Redis URL `{}`: {e}", redact(url)))
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Config(format!("invalid Redis URL `{}`: {e}", redact(url))))?;
         Self::connect_client(client, &config)
     }
 
@@ -243,12 +246,13 @@ impl RedisStorage {
 
     #[cfg(feature = "cluster")]
     fn connect_cluster(config: &RedisConfig) -> Result<RedisStorage> {
-        let client = redis::cluster::ClusterClient::builder(config.nodes.iter().map(String::as_str))
-            .response_timeout(config.response_timeout)
-            .connection_timeout(config.connection_timeout)
-            .retries(u32::try_from(config.reconnect_retries).unwrap_or(u32::MAX))
-            .build()
-            .map_err(|e| Error::Config(format!("invalid Redis Cluster URLs: {e}")))?;
+        let client =
+            redis::cluster::ClusterClient::builder(config.nodes.iter().map(String::as_str))
+                .response_timeout(config.response_timeout)
+                .connection_timeout(config.connection_timeout)
+                .retries(u32::try_from(config.reconnect_retries).unwrap_or(u32::MAX))
+                .build()
+                .map_err(|e| Error::Config(format!("invalid Redis Cluster URLs: {e}")))?;
         let target = format!(
             "cluster [{}]",
             config
@@ -312,7 +316,12 @@ impl RedisStorage {
             for a in args {
                 inv.arg(a);
             }
-            inv.invoke_async::<Value>(&mut conn).await
+            match inv.invoke_async::<Value>(&mut conn).await {
+                // Nothing was sent (a stale failed reconnection is reported once before the
+                // next one starts), so one retry is safe for every script.
+                Err(e) if e.is_connection_refusal() => inv.invoke_async::<Value>(&mut conn).await,
+                other => other,
+            }
         })
         .await
     }
@@ -375,12 +384,11 @@ impl RedisStorage {
                 let created = reply::u64_at(items, 2).map_err(|e| e.into_error(operation))?;
                 let fp_bytes = reply::bytes_at(items, 3).map_err(|e| e.into_error(operation))?;
                 let until = reply::u64_at(items, 4).map_err(|e| e.into_error(operation))?;
-                let fingerprint = scripts::decode_fingerprint(fp_bytes).ok_or_else(|| {
-                    Error::CorruptRecord {
+                let fingerprint =
+                    scripts::decode_fingerprint(fp_bytes).ok_or_else(|| Error::CorruptRecord {
                         key: self.location(key),
                         reason: "undecodable `fp` field".into(),
-                    }
-                })?;
+                    })?;
                 Ok(Record {
                     key: key.clone(),
                     status,
@@ -431,7 +439,11 @@ impl Storage for RedisStorage {
             scripts::owner_id(&req.execution_id),
             scripts::fingerprint(&req.fingerprint),
             millis(req.lease).to_string().into_bytes(),
-            if req.refresh { b"1".to_vec() } else { b"0".to_vec() },
+            if req.refresh {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
             self.fence_retention_ms.to_string().into_bytes(),
             scripts::header().to_vec(),
         ];
@@ -439,11 +451,15 @@ impl Storage for RedisStorage {
         let items = reply::array(&v).map_err(|e| e.into_error("claim"))?;
         let code = reply::int_at(items, 0).map_err(|e| e.into_error("claim"))?;
         let now = Timestamp(reply::u64_at(items, 1).map_err(|e| e.into_error("claim"))?);
-        let record = self.decode(key, reply::bytes_at(items, 2).map_err(|e| e.into_error("claim"))?)?;
+        let record = self.decode(
+            key,
+            reply::bytes_at(items, 2).map_err(|e| e.into_error("claim"))?,
+        )?;
         match code {
             0 => Ok(Claim::Existing(Observed { record, now })),
             _ => {
-                let takeover = code == 1 && reply::int_at(items, 3).map_err(|e| e.into_error("claim"))? == 1;
+                let takeover =
+                    code == 1 && reply::int_at(items, 3).map_err(|e| e.into_error("claim"))? == 1;
                 Ok(Claim::Acquired {
                     owner: record.owner,
                     lease_until: record.lease_until.unwrap_or(record.expires_at),
@@ -531,7 +547,11 @@ impl Storage for RedisStorage {
         let mut conn = self.inner.conn.clone();
         let redis_key = self.record_key(key);
         let n: i64 = run_on(&self.inner.handle, "delete", async move {
-            redis::cmd("DEL").arg(redis_key).query_async(&mut conn).await
+            let del = redis::cmd("DEL").arg(redis_key).clone();
+            match del.query_async(&mut conn).await {
+                Err(e) if e.is_connection_refusal() => del.query_async(&mut conn).await,
+                other => other,
+            }
         })
         .await?;
         Ok(n > 0)
