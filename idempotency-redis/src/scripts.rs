@@ -81,8 +81,8 @@ end
 /// returned untouched (the caller decodes it and fails closed: corrupt or incompatible). A live
 /// record (`now < until`) is returned untouched, except a `pending` one holding the caller's
 /// own execution id (a retried claim, scenario 5: answered as acquired) and a finished one
-/// when `ARGV[5]` is `1`. Otherwise the key is claimed: token 1 on a fresh key, the old token
-/// + 1 on a takeover (compare-and-set on the owner and token observed in this same atomic
+/// when `ARGV[5]` is `1`. Otherwise the key is claimed: token 1 on a fresh key, the old token plus one
+/// on a takeover (compare-and-set on the owner and token observed in this same atomic
 /// step), `until = now + lease`, key expiry `until + fence retention`.
 ///
 /// Returns `{0, now, rec}` (existing record), `{1, now, rec, takeover}` (claimed; `takeover`

@@ -222,6 +222,7 @@ impl RedisStorage {
     }
 
     fn connect_client(client: redis::Client, config: &RedisConfig) -> Result<RedisStorage> {
+        install_tls_provider();
         let target = client.get_connection_info().addr().to_string();
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
@@ -246,6 +247,7 @@ impl RedisStorage {
 
     #[cfg(feature = "cluster")]
     fn connect_cluster(config: &RedisConfig) -> Result<RedisStorage> {
+        install_tls_provider();
         let client =
             redis::cluster::ClusterClient::builder(config.nodes.iter().map(String::as_str))
                 .response_timeout(config.response_timeout)
@@ -402,6 +404,15 @@ impl RedisStorage {
                 })
             }
         }
+    }
+}
+
+/// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the
+/// application installed one already (then this is a no-op).
+fn install_tls_provider() {
+    #[cfg(feature = "tls")]
+    {
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
