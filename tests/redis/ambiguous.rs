@@ -88,8 +88,9 @@ async fn scenario_5_ambiguous_claim_reply_is_resolved() {
         return;
     }
     let proxy = Proxy::start(addr);
+    let prefix = unique_prefix(test);
     let store = RedisConfig::new(format!("redis://127.0.0.1:{}/", proxy.port))
-        .prefix(unique_prefix(test))
+        .prefix(prefix.clone())
         .open()
         .unwrap();
     let key = |s: &str| IdempotencyKey::derive("redis::s5", 1, &s).unwrap().key;
@@ -134,4 +135,5 @@ async fn scenario_5_ambiguous_claim_reply_is_resolved() {
         .await
         .unwrap();
     assert!(matches!(other, Claim::Existing(_)));
+    crate::harness::cleanup(&mut target.sync_connection(), &prefix);
 }
