@@ -101,10 +101,7 @@ fn floor_client(url: &str) -> Result<Floor, String> {
 }
 
 impl Floor {
-    fn run<T: Send + 'static>(&self, cmd: redis::Cmd) -> Option<T>
-    where
-        T: redis::FromRedisValue,
-    {
+    fn run<T: redis::FromRedisValue + Send + 'static>(&self, cmd: redis::Cmd) -> Option<T> {
         let mut conn = self.conn.clone();
         idempotency::block_on(
             self.handle
