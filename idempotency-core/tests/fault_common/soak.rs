@@ -228,6 +228,8 @@ pub struct Figures {
     pub lease_lost: usize,
     pub released: usize,
     pub other_errors: BTreeMap<String, usize>,
+    /// Records still present when the soak ended.
+    pub stored_at_end: usize,
     pub elapsed: Duration,
 }
 
@@ -490,7 +492,8 @@ pub fn run(
         );
     }
     assert!(per_key.is_empty(), "log lines for unknown keys");
-    assert!(stored_keys > 0);
+    // (A store with native expiry, Redis, may hold none of the short-lived records by now.)
+    fig.stored_at_end = stored_keys;
     fig.elapsed = started.elapsed();
     eprintln!("soak figures: {fig:#?}");
     fig
