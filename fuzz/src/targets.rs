@@ -396,13 +396,12 @@ pub fn store_url(data: &[u8]) {
         Ok(other) => panic!("an unknown store URL kind {other:?}"),
         Err(e) => {
             assert_eq!(e.kind(), ErrorKind::Config);
-            assert!(
-                !(t.starts_with("redis://") || t.starts_with("rediss://"))
-                    && !(t.starts_with("file://") && t.len() > 7)
-                    && t != "memory://"
-                    && t != "memory:",
-                "refused the valid URL {t:?}: {e}"
-            );
+            let documented = t.starts_with("redis://")
+                || t.starts_with("rediss://")
+                || (t.starts_with("file://") && t.len() > "file://".len())
+                || t == "memory://"
+                || t == "memory:";
+            assert!(!documented, "refused the valid URL {t:?}: {e}");
         }
     }
 }
