@@ -59,10 +59,10 @@ kill_cases! {
     scenario_24_killed_before_complete_may_rerun_after_the_lease: abort_case at "before_complete";
     scenario_27_killed_writing_the_result_may_rerun_after_the_lease: abort_case at "during_write#2";
     scenario_6_killed_after_complete_replays: abort_case at "after_complete";
-    scenario_12_paused_after_claim_is_fenced: stop_case at "after_claim";
-    scenario_12_paused_after_run_is_fenced: stop_case at "after_run";
-    scenario_12_paused_before_complete_is_fenced: stop_case at "before_complete";
-    scenario_12_paused_after_complete_keeps_its_result: stop_case at "after_complete";
+    scenario_12_paused_after_claim_is_fenced: pause_case at "after_claim";
+    scenario_12_paused_after_run_is_fenced: pause_case at "after_run";
+    scenario_12_paused_before_complete_is_fenced: pause_case at "before_complete";
+    scenario_12_paused_after_complete_keeps_its_result: pause_case at "after_complete";
 }
 
 // (A holder paused *inside* `during_write` holds its shard's file lock, so nobody can take

@@ -1,5 +1,5 @@
-//! Kill points: named places between two store steps where a fault test can stop the process
-//! (feature `testing`; without the feature the points compile to nothing).
+//! Kill points: named places between two store steps where a fault test can crash or pause
+//! the process (feature `testing`; without the feature the points compile to nothing).
 //!
 //! | point | where |
 //! |---|---|
@@ -15,9 +15,10 @@
 //!
 //! - `abort` (the default): `std::process::abort()`, a crash with no cleanup: no destructor,
 //!   no release, no flush;
-//! - `stop`: the process prints `KILL-POINT:<point>` on stdout and stops itself (`SIGSTOP`, via
-//!   `kill(1)`), so a test can let its lease run out, take over, then `SIGCONT` it and watch
-//!   the stale holder carry on from that exact point.
+//! - `pause`: the process prints `KILL-POINT:<point>` on stdout and waits there until a line
+//!   arrives on its stdin (holding whatever it holds at that point), so a test can let its lease
+//!   run out, take over, then let it go and watch the stale holder carry on from that exact
+//!   point. (A wait on stdin rather than a self-`SIGSTOP`: nothing but the test can resume it.)
 //!
 //! In-process tests (and the soak's children, to log claims) can install a hook with
 //! [`set_hook`], called at every point with the point's name and what it concerns: the
@@ -50,7 +51,8 @@ pub const POINTS: [&str; 5] = [
 /// The environment variable naming the kill point: `<point>` or `<point>#<n>` (the n-th hit,
 /// counting from 1, in this process).
 pub const KILL_AT: &str = "IDEMPOTENCY_KILL_AT";
-/// The environment variable choosing the action at the kill point: `abort` (default) or `stop`.
+/// The environment variable choosing the action at the kill point: `abort` (default) or
+/// `pause`.
 pub const KILL_ACTION: &str = "IDEMPOTENCY_KILL_ACTION";
 
 /// A programmatic hook, called at every point with the point's name and the idempotency key
@@ -62,7 +64,7 @@ static HOOK: RwLock<Option<Hook>> = RwLock::new(None);
 struct Target {
     point: String,
     nth: usize,
-    stop: bool,
+    pause: bool,
     hits: Mutex<HashMap<&'static str, usize>>,
 }
 
@@ -75,11 +77,11 @@ fn target() -> Option<&'static Target> {
                 Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(1)),
                 None => (spec, 1),
             };
-            let stop = std::env::var(KILL_ACTION).is_ok_and(|a| a == "stop");
+            let pause = std::env::var(KILL_ACTION).is_ok_and(|a| a == "pause");
             Some(Target {
                 point,
                 nth,
-                stop,
+                pause,
                 hits: Mutex::new(HashMap::new()),
             })
         })
@@ -92,7 +94,7 @@ pub fn set_hook(hook: Option<Hook>) {
 }
 
 /// Passes the point `point` concerning `what` (a key or a path): calls the hook, then aborts
-/// or stops the process if [`KILL_AT`] selects this point (and hit).
+/// or pauses the process if [`KILL_AT`] selects this point (and hit).
 pub fn hit(point: &'static str, what: &str) {
     let hook = HOOK.read().unwrap_or_else(PoisonError::into_inner).clone();
     if let Some(h) = hook {
@@ -111,15 +113,12 @@ pub fn hit(point: &'static str, what: &str) {
     if n != t.nth {
         return;
     }
-    if t.stop {
+    if t.pause {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "KILL-POINT:{point}");
         let _ = out.flush();
         drop(out);
-        let _ = std::process::Command::new("kill")
-            .arg("-STOP")
-            .arg(std::process::id().to_string())
-            .status();
+        let _ = std::io::stdin().read_line(&mut String::new());
     } else {
         let _ = writeln!(std::io::stderr(), "kill point {point}: aborting");
         std::process::abort();

@@ -1,7 +1,7 @@
-//! The kill-point matrix: a child process runs one idempotent call and is stopped at a kill
+//! The kill-point matrix: a child process runs one idempotent call and is crashed or paused at a kill
 //! point ([`idempotency_core::testing::fault`]), either crashed there (`abort`: no cleanup at
-//! all) or paused there (`stop`: SIGSTOP, resumed after another process took over). A fresh
-//! process then uses the same key. Per point the test asserts what the key ends with:
+//! all) or paused there (`pause`: it waits at the point, then is let go after another process
+//! took over). A fresh process then uses the same key. Per point the test asserts what the key ends with:
 //!
 //! | point | function ran before the kill | record left | after restart |
 //! |---|---|---|---|
@@ -19,6 +19,7 @@
 //! In every case the final record is `Success` with a finite expiry, replays return the one
 //! stored value, and no stale holder overwrote it.
 
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -26,8 +27,8 @@ use idempotency_core::testing::fault::{KILL_ACTION, KILL_AT};
 use idempotency_core::{block_on, Error, ErrorKind, RecordStatus};
 
 use super::{
-    append_line, call, expect_marker, lines, read_lines, role, say, signal, spawn, wait_stopped,
-    wait_until_expired, Opener,
+    append_line, call, expect_marker, lines, read_lines, role, say, spawn, wait_until_expired,
+    Opener,
 };
 
 /// The lease of the kill-point calls: short enough to wait out, long enough for the in-lease
@@ -200,10 +201,10 @@ pub fn abort_case(test: &str, location: &str, tmp: &std::path::Path, open: Opene
     }
 }
 
-/// Pause (`stop`) at `point`; once the lease is over another process takes over (or, after
+/// Pause at `point`; once the lease is over another process takes over (or, after
 /// `after_complete`, replays); then the paused holder resumes. Its late write must be refused.
-pub fn stop_case(test: &str, location: &str, tmp: &std::path::Path, open: Opener, point: &str) {
-    let key = format!("stop-{point}");
+pub fn pause_case(test: &str, location: &str, tmp: &std::path::Path, open: Opener, point: &str) {
+    let key = format!("pause-{point}");
     let effects = tmp.join(format!("effects-{key}"));
     let effects = effects.to_str().unwrap();
     let mut child = spawn(
@@ -211,11 +212,10 @@ pub fn stop_case(test: &str, location: &str, tmp: &std::path::Path, open: Opener
         "kill",
         location,
         &format!("{key}|{effects}"),
-        &[(KILL_AT, point), (KILL_ACTION, "stop")],
+        &[(KILL_AT, point), (KILL_ACTION, "pause")],
     );
     let mut out = lines(&mut child);
     expect_marker(&mut out, &format!("KILL-POINT:{point}"));
-    wait_stopped(child.id());
     let (ran_before, left) = expectation(point);
     assert_eq!(read_lines(effects).len(), usize::from(ran_before));
 
@@ -236,9 +236,9 @@ pub fn stop_case(test: &str, location: &str, tmp: &std::path::Path, open: Opener
             assert!(o.is_replayed());
             (o.value, vec!["child"], "ok")
         }
-        Left::Nothing => unreachable!("no stop case leaves nothing"),
+        Left::Nothing => unreachable!("no pause case leaves nothing"),
     };
-    signal(child.id(), "CONT");
+    writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
     let outcome = expect_marker(&mut out, "CHILD:outcome");
     assert!(
         outcome.starts_with(child_outcome),

@@ -115,8 +115,12 @@ pub fn tree(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
+            // A writer may rename a temporary file away between the listing and this look.
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             out.push(p.strip_prefix(dir).unwrap().to_path_buf());
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            if meta.is_dir() {
                 stack.push(p);
             }
         }
