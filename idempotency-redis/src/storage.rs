@@ -18,8 +18,10 @@ use crate::config::RedisConfig;
 use crate::reply;
 use crate::scripts::{self, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
 
-/// The Redis store: records live in Redis (or a Redis Cluster), one hash per record, and every
-/// state transition is one Lua script run atomically by Redis on Redis's clock.
+/// The Redis store: records live in Redis (or a Redis Cluster), one string per record; a claim
+/// is one pipelined `TIME` + `SET NX PX GET` (falling back to a script when it meets a pending
+/// record), and every other state transition is one Lua script run atomically by Redis on
+/// Redis's clock.
 ///
 /// See the [crate documentation](crate) for the data layout, the scripts and the guarantees.
 /// Clones share one connection (and one background thread); [`prefix`](Self::prefix) gives a
