@@ -27,6 +27,7 @@
 //! - `macros` (default): `#[idempotent]` and `#[derive(NormalizeKey)]`.
 //! - `file` (default): the embedded file store, `FileStorage`.
 //! - `redis`: the Redis store, `RedisStorage`.
+//! - `cluster`: Redis Cluster support for the Redis store (implies `redis`).
 //! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
 //!
 //! ## MSRV
@@ -82,6 +83,11 @@ pub use idempotency_core::{conformance_suite, testing};
 pub fn idempotent_pipeline<P: Pipeline>(pipeline: P) -> Result<IdempotentPipeline<P>> {
     Ok(IdempotentPipeline::new(pipeline, default_manager()?))
 }
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use idempotency_redis::{self as redis, RedisStorage};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

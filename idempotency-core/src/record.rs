@@ -271,9 +271,17 @@ impl Record {
     /// [`Error::CorruptRecord`] for bytes that are empty, truncated, not a record or do not
     /// decode; [`Error::IncompatibleRecord`] for another format version.
     pub fn decode(bytes: &[u8], location: &str) -> Result<Record> {
+        Self::decode_at(bytes, || location.to_owned())
+    }
+
+    /// As [`decode`](Self::decode), building the location only when there is an error.
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode).
+    pub fn decode_at(bytes: &[u8], location: impl Fn() -> String) -> Result<Record> {
         if bytes.len() < 4 || &bytes[..3] != MAGIC {
             return Err(Error::CorruptRecord {
-                key: location.to_owned(),
+                key: location(),
                 reason: if bytes.is_empty() {
                     "empty record".to_owned()
                 } else {
@@ -283,7 +291,7 @@ impl Record {
         }
         if bytes[3] != Self::FORMAT_VERSION {
             return Err(Error::IncompatibleRecord {
-                key: location.to_owned(),
+                key: location(),
                 reason: format!(
                     "record format version {} (this build reads {})",
                     bytes[3],
@@ -293,18 +301,18 @@ impl Record {
         }
         let (record, rest): (Record, &[u8]) =
             postcard::take_from_bytes(&bytes[4..]).map_err(|e| Error::CorruptRecord {
-                key: location.to_owned(),
+                key: location(),
                 reason: format!("undecodable record: {e}"),
             })?;
         if !rest.is_empty() {
             return Err(Error::CorruptRecord {
-                key: location.to_owned(),
+                key: location(),
                 reason: format!("{} trailing bytes after the record", rest.len()),
             });
         }
         if record.status == RecordStatus::Expired {
             return Err(Error::CorruptRecord {
-                key: location.to_owned(),
+                key: location(),
                 reason: "a stored record cannot have status `Expired`".to_owned(),
             });
         }

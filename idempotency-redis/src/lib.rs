@@ -1,1 +1,120 @@
-//! placeholder
+//! The Redis store of the [`idempotency`](https://docs.rs/idempotency) framework.
+//!
+//! **Not for direct use; depend on `idempotency` with feature `redis`** (and `cluster` for
+//! Redis Cluster); this crate's API follows semantic versioning only through that facade.
+//!
+//! ```toml
+//! [dependencies]
+//! idempotency = { version = "0.1", features = ["redis"] }
+//! # idempotency = { version = "0.1", features = ["redis", "cluster"] }  # + Redis Cluster
+//! ```
+//!
+//! ```no_run
+//! // Through the facade these are `idempotency::{Call, ..., RedisStorage}`.
+//! use idempotency_core::{Call, IdempotencyKey, IdempotencyManager};
+//! use idempotency_redis::RedisStorage;
+//!
+//! let store = RedisStorage::open("redis://127.0.0.1:6379/0")?.prefix("billing:");
+//! let manager = IdempotencyManager::new(store);
+//! let call = Call::new(IdempotencyKey::derive("billing::charge", 1, &("order-1", 1200_u64))?);
+//! let charged = manager.execute_sync(&call, || "charged".to_string())?;
+//! # Ok::<(), idempotency_core::Error>(())
+//! ```
+//!
+//! # Connecting
+//! - [`RedisStorage::open`]`(url)`: `redis://[[user]:password@]host[:port][/db]`, or
+//!   `rediss://...` for TLS (feature `tls`, rustls with the webpki roots);
+//! - [`RedisConfig`]: the same with a key prefix (default `idempotency:`), response and
+//!   connection time-outs (default 5 s and 2 s), reconnection attempts and the fence retention;
+//! - [`RedisStorage::from_client`] over an existing [`redis::Client`];
+//!   [`RedisStorage::from_connection_manager`] over an existing connection manager;
+//! - [`RedisStorage::open_cluster`] / [`RedisConfig::cluster`] (feature `cluster`).
+//!
+//! A store holds one multiplexed connection (a [`redis::aio::ConnectionManager`], which
+//! reconnects on its own after Redis comes back) driven by a dedicated thread running a
+//! single-threaded tokio runtime. Calls are sent there and their replies awaited, so the store
+//! works from any executor and from [`idempotency_core::block_on`] on plain threads, inside or
+//! outside a tokio runtime, and creating or dropping it never panics inside a runtime.
+//!
+//! # Data layout
+//! One Redis hash per record, at `prefix + "{" + hex(SHA-256(idempotency key)) + "}"`: the
+//! idempotency key (user input) never appears in a Redis key or a `SCAN MATCH` pattern, and
+//! the braces are a Cluster hash tag. Every script touches only that one key, so it is
+//! single-slot in Redis Cluster. The field `rec` holds the record exactly as
+//! [`Record::encode`](idempotency_core::Record::encode) writes it (format header + postcard);
+//! the plain fields `status`, `owner`, `token`, `created`, `until` and `fp` are what the
+//! scripts compare. A record whose `rec` does not decode reads as
+//! [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or
+//! `IncompatibleRecord` for another format version) and is never overwritten by a claim;
+//! [`Storage::delete`](idempotency_core::Storage::delete) removes it.
+//!
+//! # Scripts
+//! Every transition is one Lua script, sent as `EVALSHA` (cached; the source is sent once on
+//! `NOSCRIPT`), run atomically by Redis, with time from `redis.call('TIME')` (milliseconds;
+//! never the caller's clock):
+//!
+//! | script | `KEYS` | `ARGV` | does | returns |
+//! |---|---|---|---|---|
+//! | claim | record | head, execution id, fingerprint, lease ms, refresh, fence retention ms, header | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record: a compare-and-set on the owner and token it observed) with `until = now + lease` | `{0, now, rec}` existing; `{1, now, rec, takeover}` claimed; `{2, now, rec}` the caller's own live claim |
+//! | finish | record | head, execution id, token, status, ttl ms | complete or fail, iff `pending` with this owner and token; sets `until = now + ttl` and `PEXPIREAT until` in the same step | `{0, now}` refused; `{1, now, created, fp, until}` |
+//! | release | record | execution id, token | owner-checked delete of a `pending` record | 1 deleted, 0 not |
+//! | renew | record | head, execution id, token, lease ms, fence retention ms | extends the lease iff the owner matches | `{0, now}` lost; `{1, now, until}` |
+//! | get | record | - | reads `rec` with Redis's time | `{now, rec or nil}` |
+//!
+//! Delete is a plain `DEL`. The full scripts, with comments, are in the source of the
+//! `scripts` module. A hit (replay) and a claim are each **one round trip**: the claim script
+//! returns the stored record when there is one.
+//!
+//! # Expiry
+//! Redis expires records natively, so
+//! [`Storage::purge_expired`](idempotency_core::Storage::purge_expired) returns `Ok(0)`.
+//! A finished record's key expires with its TTL (`0 < PTTL <= ttl` right after completion).
+//! A `Pending` record's key lives for the lease plus the *fence retention* (default 1 hour):
+//! the scripts compare the stored lease deadline with Redis's time, so the lease ends on time,
+//! while the kept fencing token lets the first takeover after a crashed holder get token 2.
+//! Once the key is gone (retention over, TTL over, or released), the next claim starts again
+//! at token 1; stale writers are still refused, since every write also compares the
+//! execution id.
+//!
+//! # Errors
+//! A lost connection, a time-out, a script error or an unexpected reply is
+//! [`Error::Storage`](idempotency_core::Error::Storage) (kind `StoreUnavailable`) naming the
+//! step (`claim`, `complete`, `fail`, `release`, `renew`, `get`, `delete`, `connect`) and
+//! keeping the Redis error as its source; never a panic. The manager fails closed on these by
+//! default (SEMANTICS.md scenario 23). A refused fenced write is
+//! [`Error::LeaseLost`](idempotency_core::Error::LeaseLost). A claim whose reply was lost
+//! (time-out or dropped connection after Redis applied it) is retried once: it carries the
+//! caller's execution id, so the retry finds the caller's own `Pending` record and answers it
+//! as acquired (scenario 5).
+//!
+//! # Limitation: failover (SEMANTICS.md scenario 25)
+//! Redis replication is asynchronous. If a primary acknowledges a claim and dies before the
+//! replica has it, the promoted replica does not know the claim, and a second caller can claim
+//! the same key and run the function again. The fencing token cannot be trusted across such a
+//! failover either (it lives in the lost record). Fencing still keeps the stored result
+//! single-valued: the first holder's later write is refused, because the new record carries
+//! another execution id. Issuing `WAIT numreplicas timeout` after a claim narrows this window
+//! but does not close it; this store does not do so.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod config;
+mod reply;
+mod scripts;
+mod storage;
+
+pub use config::RedisConfig;
+pub use storage::RedisStorage;
+
+/// The `redis` crate this store is built on, for [`RedisStorage::from_client`] and friends.
+pub use redis;

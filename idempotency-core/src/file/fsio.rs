@@ -113,15 +113,11 @@ pub(super) enum RawRecord {
 
 /// Reads the record file at `path` without following a symbolic link.
 pub(super) fn read_record(path: &Path) -> Result<RawRecord> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Ok(RawRecord::NotAFile),
-        Err(e) if is_absent(&e) => return Ok(RawRecord::Absent),
-        Err(e) => return Err(io_error("inspect record", path, e)),
-    }
     let mut opts = OpenOptions::new();
     opts.read(true);
-    no_follow(&mut opts);
+    // No symbolic link is followed, and a FIFO planted at the path cannot block the open: the
+    // file's type is checked on the open handle below.
+    no_follow_nonblocking(&mut opts);
     let mut file = match opts.open(path) {
         Ok(f) => f,
         Err(e) if is_absent(&e) => return Ok(RawRecord::Absent),
@@ -230,6 +226,13 @@ fn owner_only(opts: &mut OpenOptions) {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(opts, 0o600);
     no_follow(opts);
+}
+
+fn no_follow_nonblocking(opts: &mut OpenOptions) {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(opts, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    #[cfg(not(unix))]
+    let _ = opts;
 }
 
 fn no_follow(opts: &mut OpenOptions) {

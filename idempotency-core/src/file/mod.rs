@@ -257,7 +257,7 @@ impl FileStorage {
                 })
             }
         };
-        let record = Record::decode(&bytes, &location())?;
+        let record = Record::decode_at(&bytes, location)?;
         if record.key != *key {
             return Err(Error::CorruptRecord {
                 key: location(),
@@ -343,6 +343,18 @@ fn remove_quietly(path: &Path) -> Result<bool> {
 impl Storage for FileStorage {
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let paths = self.paths(key);
+        // Replay fast path, without the shard lock: a live *finished* record can only be
+        // replaced by a refresh or removed by an explicit delete, and every write is an atomic
+        // rename, so answering from it is the same as answering under the lock a moment
+        // earlier. Anything else (absent, Pending, expired, a refresh) takes the locked path.
+        if !req.refresh {
+            if let Ok(Some(rec)) = self.read(key, &paths) {
+                let now = self.inner.clock.now();
+                if rec.status != RecordStatus::Pending && !rec.is_expired_at(now) {
+                    return Ok(Claim::Existing(Observed { record: rec, now }));
+                }
+            }
+        }
         let _lock = self.lock_shard(&paths, true)?;
         let now = self.inner.clock.now();
         match decide_claim(key, self.read(key, &paths)?, req, now) {

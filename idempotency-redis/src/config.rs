@@ -1,0 +1,128 @@
+//! Connection and namespace settings of a [`RedisStorage`](crate::RedisStorage).
+
+use std::time::Duration;
+
+use idempotency_core::{Error, Result};
+
+use crate::RedisStorage;
+
+/// Settings for opening a [`RedisStorage`]: where Redis is, the key prefix, time-outs.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use idempotency_redis::RedisConfig;
+///
+/// let store = RedisConfig::new("redis://:secret@127.0.0.1:6379/2")
+///     .prefix("billing:idem:")
+///     .response_timeout(Duration::from_secs(2))
+///     .open()?;
+/// # Ok::<(), idempotency_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub(crate) nodes: Vec<String>,
+    pub(crate) cluster: bool,
+    pub(crate) prefix: String,
+    pub(crate) response_timeout: Duration,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) reconnect_retries: usize,
+    pub(crate) fence_retention: Duration,
+}
+
+impl RedisConfig {
+    /// The default key prefix (namespace).
+    pub const DEFAULT_PREFIX: &'static str = "idempotency:";
+    /// The default response time-out: 5 s.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The default connection time-out: 2 s.
+    pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The default number of reconnection attempts per outage detection: 2.
+    pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
+    /// The default fence retention: 1 hour.
+    pub const DEFAULT_FENCE_RETENTION: Duration = Duration::from_secs(3600);
+
+    /// Settings for one Redis server at `url`:
+    /// `redis://[[user]:password@]host[:port][/db]`, or `rediss://...` for TLS (feature `tls`).
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            nodes: vec![url.into()],
+            cluster: false,
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+            connection_timeout: Self::DEFAULT_CONNECTION_TIMEOUT,
+            reconnect_retries: Self::DEFAULT_RECONNECT_RETRIES,
+            fence_retention: Self::DEFAULT_FENCE_RETENTION,
+        }
+    }
+
+    /// Settings for a Redis Cluster reached through the seed node URLs `nodes` (feature
+    /// `cluster`).
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        let mut config = Self::new(String::new());
+        config.nodes = nodes.into_iter().map(Into::into).collect();
+        config.cluster = true;
+        config
+    }
+
+    /// The key prefix (namespace) put before every record key; default
+    /// [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX). Stores with different prefixes never see each
+    /// other's records.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long to wait for a reply before a call fails with [`Error::Storage`]; default 5 s.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take; default 2 s.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How many times a lost connection is retried (with exponential back-off from 100 ms,
+    /// at most 1 s apart) before the calls waiting on it fail; default 2. The next call after
+    /// a failed reconnection starts a new one, so the store recovers whenever Redis is back.
+    pub fn reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    /// How long a `Pending` record's key outlives its lease, so that the fencing token of a
+    /// crashed holder survives and the next takeover gets the next token (SEMANTICS.md
+    /// scenario 10); default 1 hour. After it, the key vanishes and the next claim starts
+    /// again at token 1 (still fenced by the execution id).
+    pub fn fence_retention(mut self, retention: Duration) -> Self {
+        self.fence_retention = retention;
+        self
+    }
+
+    /// Connects and returns the store. Starts the store's background thread and makes one
+    /// connection (or, for a cluster, one per node).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a URL that does not parse, a zero time-out or fence retention;
+    /// [`Error::Storage`] when Redis cannot be reached or refuses the credentials.
+    pub fn open(self) -> Result<RedisStorage> {
+        if self.response_timeout.is_zero() || self.connection_timeout.is_zero() {
+            return Err(Error::Config(
+                "Redis time-outs must be greater than zero".into(),
+            ));
+        }
+        if self.fence_retention.is_zero() {
+            return Err(Error::Config(
+                "the Redis fence retention must be greater than zero".into(),
+            ));
+        }
+        if self.nodes.is_empty() || self.nodes.iter().any(|n| n.trim().is_empty()) {
+            return Err(Error::Config("a Redis URL is empty".into()));
+        }
+        RedisStorage::connect(self)
+    }
+}

@@ -1,0 +1,83 @@
+//! Scenario 21 on Redis: every key of a record carries an expiry, `0 < PTTL <= ttl` after a
+//! completion (and a failure), and a pending record's key outlives its lease.
+
+use std::time::Duration;
+
+use idempotency::{Begin, Call, IdempotencyKey, IdempotencyManager, Storage};
+use idempotency_redis::redis;
+
+use crate::harness::RedisHarness;
+
+fn keys_under(conn: &mut redis::Connection, prefix: &str) -> Vec<String> {
+    redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(format!("{prefix}*"))
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(conn)
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect()
+}
+
+fn pttl(conn: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query(conn).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_21_every_key_has_a_ttl_after_completion() {
+    let Some(h) = RedisHarness::new() else { return };
+    let ttl = Duration::from_secs(60);
+    let lease = Duration::from_secs(5);
+    let m = IdempotencyManager::builder(h.store.clone())
+        .default_ttl(ttl)
+        .pending_timeout(lease)
+        .build()
+        .unwrap();
+    let mut conn = h.target.sync_connection();
+
+    // Pending: the key outlives the lease (fence retention) but has an expiry.
+    let c = Call::new(IdempotencyKey::derive("redis::s21", 1, &"pending").unwrap());
+    let Begin::Acquired(lease_a) = m.begin_operation(&c).await.unwrap() else {
+        panic!("fresh key not acquired")
+    };
+    let key = h.store.record_key(&c.key);
+    let p = pttl(&mut conn, &key);
+    assert!(
+        p > lease.as_millis() as i64,
+        "pending PTTL {p} outlives the lease"
+    );
+    m.complete_operation(&lease_a, &1_u32).await.unwrap();
+    let p = pttl(&mut conn, &key);
+    assert!(p > 0 && p <= ttl.as_millis() as i64, "success PTTL {p}");
+
+    // Through execute, and a failure with the failure TTL.
+    let c2 = Call::new(IdempotencyKey::derive("redis::s21", 1, &"exec").unwrap());
+    m.execute(&c2, || async { "v".to_string() }).await.unwrap();
+    let c3 = Call::new(IdempotencyKey::derive("redis::s21", 1, &"fail").unwrap());
+    let o = m
+        .try_execute_with(
+            &c3,
+            || async { Err::<u8, _>("declined".to_string()) },
+            |_| false,
+        )
+        .await
+        .unwrap();
+    assert!(o.value.is_err());
+
+    let keys = keys_under(&mut conn, &h.prefix);
+    assert_eq!(keys.len(), 3, "one key per record: {keys:?}");
+    let failure_ttl = Duration::from_secs(300); // the manager's default failure TTL
+    for (c, limit) in [(&c, ttl), (&c2, ttl), (&c3, failure_ttl)] {
+        let k = h.store.record_key(&c.key);
+        assert!(keys.contains(&k), "{k} listed");
+        let p = pttl(&mut conn, &k);
+        assert!(p > 0 && p <= limit.as_millis() as i64, "{k}: PTTL {p}");
+    }
+    // The record read back carries the same expiry as Redis holds (Redis clock).
+    let obs = h.store.get(&c2.key).await.unwrap().unwrap();
+    let left = obs.time_to_live();
+    assert!(left > Duration::ZERO && left <= ttl);
+}
