@@ -109,6 +109,7 @@
 )]
 
 mod config;
+mod listing;
 mod reply;
 mod scripts;
 mod storage;

@@ -189,6 +189,51 @@ local now = now_ms()
 return {now, redis.call('HGET', KEYS[1], 'rec')}
 "#;
 
+/// **Inspect** (listing): what each of `KEYS` holds, with Redis's time.
+///
+/// Returns `{now, {code, value}, ...}`, one pair per key: `{0, ''}` gone, `{1, rec}` a hash
+/// with its `rec` field, `{2, ''}` a hash without `rec`, `{3, type}` another Redis type.
+/// Only for a single server (the keys may live in different Cluster slots).
+const INSPECT: &str = r#"
+local out = {now_ms()}
+for i, k in ipairs(KEYS) do
+  local t = redis.call('TYPE', k)['ok']
+  if t == 'none' then
+    out[i + 1] = {0, ''}
+  elseif t ~= 'hash' then
+    out[i + 1] = {3, t}
+  else
+    local rec = redis.call('HGET', k, 'rec')
+    if rec then out[i + 1] = {1, rec} else out[i + 1] = {2, ''} end
+  end
+end
+return out
+"#;
+
+/// **Remove unreadable**: compare-and-delete on content.
+///
+/// - `KEYS[1]`: the record key; `ARGV[1]`: the code `INSPECT` returned for it (`1`, `2` or
+///   `3`); `ARGV[2]`: the value it returned (the `rec` bytes, `''`, or the type name).
+///
+/// Deletes the key iff it holds exactly that now, so a key rewritten (or deleted and claimed
+/// again) since it was judged unreadable is left alone. Returns 1 deleted, 0 not.
+const REMOVE_UNREADABLE: &str = r#"
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return 0 end
+local code, value
+if t ~= 'hash' then
+  code, value = '3', t
+else
+  local rec = redis.call('HGET', KEYS[1], 'rec')
+  if rec then code, value = '1', rec else code, value = '2', '' end
+end
+if code == ARGV[1] and value == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
@@ -198,6 +243,9 @@ pub(crate) static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(FINI
 pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RELEASE));
 pub(crate) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RENEW));
 pub(crate) static GET_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(GET));
+pub(crate) static INSPECT_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(INSPECT));
+pub(crate) static REMOVE_UNREADABLE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(REMOVE_UNREADABLE));
 
 /// The 4-byte header [`Record::encode`] writes: `IDR` and the format version.
 pub(crate) fn header() -> [u8; 4] {

@@ -24,6 +24,9 @@ pub(crate) struct Global {
     /// `.idempotency`.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) store: Option<String>,
+    /// The key prefix (namespace) of a Redis store; default `idempotency:`.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub(crate) redis_prefix: Option<String>,
     /// Print one JSON document on stdout instead of a table.
     #[arg(long, global = true)]
     pub(crate) json: bool,

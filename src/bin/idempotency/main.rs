@@ -37,7 +37,10 @@ impl Output {
 }
 
 fn run(cli: Cli) -> Result<Output, CliError> {
-    let store = store::open(cli.global.store.as_deref())?;
+    let store = store::open(
+        cli.global.store.as_deref(),
+        cli.global.redis_prefix.as_deref(),
+    )?;
     match cli.command {
         Command::List(args) => inspect::list(&store, args),
         Command::Show { key } => inspect::show(&store, &key),

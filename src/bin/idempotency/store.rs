@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use idempotency::redis::RedisConfig;
 use idempotency::{block_on, DynStorage, Listed, StoreUrl};
 
 use crate::error::{CliError, Exit};
@@ -19,7 +20,7 @@ pub(crate) struct Store {
 /// Opens the store named by `flag`, else `IDEMPOTENCY_URL`, else the file store in
 /// `.idempotency`. A file store directory must exist already: an operator's command never
 /// creates an empty store by mistake.
-pub(crate) fn open(flag: Option<&str>) -> Result<Store, CliError> {
+pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Store, CliError> {
     let env = std::env::var(StoreUrl::ENV)
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -47,11 +48,17 @@ pub(crate) fn open(flag: Option<&str>) -> Result<Store, CliError> {
             Err(e) => return Err(unreachable(e.to_string())),
         }
     }
-    let manager = url.open_manager()?;
-    Ok(Store {
-        url: text,
-        storage: manager.storage().clone(),
-    })
+    let storage: Arc<dyn DynStorage> = match &url {
+        StoreUrl::Redis(u) => {
+            let mut config = RedisConfig::new(u.clone()).reconnect_retries(1);
+            if let Some(p) = redis_prefix {
+                config = config.prefix(p);
+            }
+            Arc::new(config.open()?)
+        }
+        _ => url.open_manager()?.storage().clone(),
+    };
+    Ok(Store { url: text, storage })
 }
 
 impl Store {
