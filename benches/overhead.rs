@@ -9,6 +9,8 @@
 mod harness;
 #[path = "overhead/paths.rs"]
 mod paths;
+#[path = "overhead/redis_rows.rs"]
+mod redis_rows;
 
 fn main() {
     let quick =

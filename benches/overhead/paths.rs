@@ -51,6 +51,7 @@ pub fn run_all(r: &mut Report) {
     memory(r);
     macro_vs_manual(r);
     file(r);
+    crate::redis_rows::run(r);
 }
 
 static MACRO_MANAGER: std::sync::LazyLock<IdempotencyManager> =

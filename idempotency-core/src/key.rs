@@ -1,22 +1,4 @@
-//! Idempotency keys, fingerprints and key derivation.
-//!
-//! An [`IdempotencyKey`] is `operation_name:32_hex_chars`: the operation name, a colon, then the
-//! first 128 bits of a SHA-256, in lowercase hex. The SHA-256 input is, in this order:
-//!
-//! 1. the domain tag `idempotency/key/v1\0`;
-//! 2. the operation name and the operation version (a `u32`), which is how type identity enters
-//!    the hash: the canonical encoding is not self-describing about Rust types, so two functions
-//!    (or two versions of one function) never share keys because their names or versions differ;
-//! 3. the scope (tenant, org, user), canonically encoded, when one is given;
-//! 4. either the canonical encoding of the arguments (derived keys), or the caller-supplied
-//!    idempotency key (custom keys, Stripe style), validated first.
-//!
-//! The [`Fingerprint`] is the full SHA-256 of the canonical encoding of the arguments. For a
-//! derived key it is the key's own digest; for a custom key it is a second hash of the
-//! arguments, so that reusing one custom key with different inputs is detected (Stripe, the IETF
-//! Idempotency-Key draft).
-//!
-//! The canonical encoding is described in the [`canonical`](crate::canonical) module docs.
+//! Idempotency keys, fingerprints and key derivation (see [`IdempotencyKey`]).
 
 use std::fmt;
 
@@ -36,8 +18,25 @@ const FINGERPRINT_DOMAIN: &[u8] = b"idempotency/fingerprint/v1\0";
 
 /// The identity of one logical operation: `operation_name:32_hex_chars`.
 ///
-/// Made by [`KeyEncoder`] (or [`IdempotencyKey::derive`]); the hex part is the first 128 bits of
-/// a SHA-256 over the operation name, version, scope and inputs (see the [module docs](self)).
+/// Made by [`KeyEncoder`] (or [`IdempotencyKey::derive`]).
+///
+/// An [`IdempotencyKey`] is `operation_name:32_hex_chars`: the operation name, a colon, then the
+/// first 128 bits of a SHA-256, in lowercase hex. The SHA-256 input is, in this order:
+///
+/// 1. the domain tag `idempotency/key/v1\0`;
+/// 2. the operation name and the operation version (a `u32`), which is how type identity enters
+///    the hash: the canonical encoding is not self-describing about Rust types, so two functions
+///    (or two versions of one function) never share keys because their names or versions differ;
+/// 3. the scope (tenant, org, user), canonically encoded, when one is given;
+/// 4. either the canonical encoding of the arguments (derived keys), or the caller-supplied
+///    idempotency key (custom keys, Stripe style), validated first.
+///
+/// The [`Fingerprint`] is the full SHA-256 of the canonical encoding of the arguments. For a
+/// derived key it is the key's own digest; for a custom key it is a second hash of the
+/// arguments, so that reusing one custom key with different inputs is detected (Stripe, the IETF
+/// Idempotency-Key draft).
+///
+/// The canonical encoding is described in the [`canonical`](crate::canonical) module docs.
 /// The raw inputs and any caller-supplied key never appear in it, so it is safe to log and to
 /// use as a store key.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -199,7 +198,8 @@ pub fn validate_custom_key(key: &str) -> Result<()> {
 /// Builds an [`IdempotencyKey`] and [`Fingerprint`] from an operation name, a version, an optional
 /// scope, the arguments and an optional caller-supplied key.
 ///
-/// Arguments are appended in call order; each is canonically encoded (see the module docs).
+/// Arguments are appended in call order; each is canonically encoded (see
+/// [`canonical`](crate::canonical)).
 /// Encoding errors are remembered and reported by [`finish`](Self::finish), so building never
 /// fails half-way.
 ///

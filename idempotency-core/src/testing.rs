@@ -5,7 +5,7 @@
 //! (`scenario_12_stale_holder_is_fenced`). Each check asserts real behaviour through an
 //! [`IdempotencyManager`] over the store and fails with a message naming the scenario.
 //!
-//! Time: a harness on an injected [`ManualClock`] moves the store's clock; a store with its own
+//! Time: a harness on an injected [`ManualClock`](crate::ManualClock) moves the store's clock; a store with its own
 //! clock (Redis) lets real time pass in [`Harness::advance`] instead. Checks use leases and TTLs
 //! of a few hundred milliseconds so both work.
 
