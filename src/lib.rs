@@ -57,6 +57,8 @@ pub use idempotency_core::{
     MAX_OPERATION_BYTES,
 };
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
+// Store listing, for operators (the `idempotency` CLI).
+pub use idempotency_core::{Listed, Page};
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]

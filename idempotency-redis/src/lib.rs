@@ -118,6 +118,7 @@
 )]
 
 mod config;
+mod listing;
 mod reply;
 mod scripts;
 mod storage;

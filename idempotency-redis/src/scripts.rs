@@ -194,6 +194,58 @@ local created, until_ms = times(KEYS[1], cur)
 return {now, cur, created, until_ms}
 "#;
 
+/// **Inspect** (listing): what each of `KEYS` holds, with Redis's time.
+///
+/// - `ARGV[1]`: the magic every value of this store's layout starts with.
+///
+/// Returns `{now, item, ...}`, one item per key: `{0, ''}` gone; `{1, value, created, until}`
+/// a value of this store's layout with its resolved times (as in `GET`); `{1, value}` a string
+/// in another layout; `{3, type}` another Redis type. Only for a single server (the keys may
+/// live in different Cluster slots).
+const INSPECT: &str = r#"
+local out = {now_ms()}
+for i, k in ipairs(KEYS) do
+  local t = redis.call('TYPE', k)['ok']
+  if t == 'none' then
+    out[i + 1] = {0, ''}
+  elseif t ~= 'string' then
+    out[i + 1] = {3, t}
+  else
+    local v = redis.call('GET', k)
+    if string.sub(v, 1, 5) == ARGV[1] and #v >= 135 then
+      local created, until_ms = times(k, v)
+      out[i + 1] = {1, v, created, until_ms}
+    else
+      out[i + 1] = {1, v}
+    end
+  end
+end
+return out
+"#;
+
+/// **Remove unreadable**: compare-and-delete on content.
+///
+/// - `KEYS[1]`: the record key; `ARGV[1]`: the code `INSPECT` returned for it (`1` or `3`);
+///   `ARGV[2]`: the value it returned (the string value, or the type name).
+///
+/// Deletes the key iff it holds exactly that now, so a key rewritten (or deleted and claimed
+/// again) since it was judged unreadable is left alone. Returns 1 deleted, 0 not.
+const REMOVE_UNREADABLE: &str = r#"
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return 0 end
+local code, value
+if t ~= 'string' then
+  code, value = '3', t
+else
+  code, value = '1', redis.call('GET', KEYS[1])
+end
+if code == ARGV[1] and value == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
@@ -203,6 +255,9 @@ pub(crate) static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(FINI
 pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RELEASE));
 pub(crate) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RENEW));
 pub(crate) static GET_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(GET));
+pub(crate) static INSPECT_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(INSPECT));
+pub(crate) static REMOVE_UNREADABLE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(REMOVE_UNREADABLE));
 
 /// Length of the fixed-width meta part of a value.
 pub(crate) const META_LEN: usize = 135;

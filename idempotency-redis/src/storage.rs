@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency_core::{
-    Claim, ClaimRequest, Error, Fingerprint, IdempotencyKey, Observed, Owner, Record, RecordError,
+    Claim, ClaimRequest, Error, Fingerprint, IdempotencyKey, Observed, Owner, Page, Record,
+    RecordError,
     RecordStatus, Result, Storage, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -33,15 +34,15 @@ use crate::scripts::{self, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT, RELEASE_SCRI
 /// reply is awaited. Dropping the last clone stops that thread (never blocking the caller).
 #[derive(Clone)]
 pub struct RedisStorage {
-    inner: Arc<Inner>,
-    prefix: Arc<str>,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) prefix: Arc<str>,
     fence_retention_ms: u64,
 }
 
-struct Inner {
-    handle: Handle,
-    conn: Conn,
-    target: String,
+pub(crate) struct Inner {
+    pub(crate) handle: Handle,
+    pub(crate) conn: Conn,
+    pub(crate) target: String,
     // Dropped with the last clone: ends the background thread's `block_on`.
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -58,7 +59,7 @@ impl fmt::Debug for RedisStorage {
 
 /// The connection: a single server through a reconnecting `ConnectionManager`, or a cluster.
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
@@ -114,7 +115,7 @@ fn start_worker() -> Result<(Handle, tokio::sync::oneshot::Sender<()>)> {
 }
 
 /// Runs `fut` on the background runtime and waits for it from any executor.
-async fn run_on<T: Send + 'static>(
+pub(crate) async fn run_on<T: Send + 'static>(
     handle: &Handle,
     operation: &'static str,
     fut: impl Future<Output = RedisResult<T>> + Send + 'static,
@@ -480,7 +481,7 @@ fn install_tls_provider() {
 }
 
 /// `prefix` + `{` + hex(SHA-256(key)) + `}`.
-fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
+pub(crate) fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(key.as_str().as_bytes());
     let mut out = String::with_capacity(prefix.len() + 66);
@@ -706,6 +707,25 @@ impl Storage for RedisStorage {
     /// purge: always `Ok(0)`.
     async fn purge_expired(&self) -> Result<u64> {
         Ok(0)
+    }
+
+    /// Lists this store's records with `SCAN` (`COUNT limit`, a hint: a page may hold more or
+    /// fewer entries), matching only this store's own key shape (`prefix{<64 hex>}`, the prefix
+    /// glob-escaped; never user input), then reads the page's records in one script with
+    /// Redis's time. The cursor is Redis's `SCAN` cursor: a record present for the whole listing
+    /// is returned at least once (possibly twice). Hashes whose `rec` does not decode, hashes
+    /// without `rec`, other types at a record key and records of another key are
+    /// [`Listed::Unreadable`](idempotency_core::Listed::Unreadable), located by their Redis key.
+    /// A Redis Cluster cannot be listed ([`Error::Config`]).
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
+        self.list_page(cursor, limit).await
+    }
+
+    /// Removes the Redis key `location` (as listed) iff it is a record key of this store
+    /// (`prefix{<64 hex>}`) and still holds exactly the unreadable content it was judged on:
+    /// the check and the `DEL` run in one script, so a key rewritten meanwhile survives.
+    async fn remove_unreadable(&self, location: &str) -> Result<bool> {
+        self.remove_unreadable_at(location).await
     }
 }
 
