@@ -612,9 +612,8 @@ fn redis_every_command_against_a_real_redis() {
     let keys = seed(&store, || {}, || {});
     let mut conn = target.sync_connection();
     let corrupt_key = store.record_key(&keys.corrupt.key);
-    let _: () = redis::cmd("HSET")
+    let _: () = redis::cmd("SET")
         .arg(&corrupt_key)
-        .arg("rec")
         .arg("garbage")
         .query(&mut conn)
         .unwrap();
@@ -623,9 +622,10 @@ fn redis_every_command_against_a_real_redis() {
         .arg(&foreign_key)
         .query(&mut conn)
         .unwrap();
-    let _: () = redis::cmd("SET")
+    let _: () = redis::cmd("HSET")
         .arg(&foreign_key)
-        .arg("a string")
+        .arg("a")
+        .arg("hash")
         .query(&mut conn)
         .unwrap();
     // Wait for the 1 ms TTL on Redis's clock (its own expiry; no clock to inject).

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use idempotency_core::{
     Claim, ClaimRequest, Error, Fingerprint, IdempotencyKey, Observed, Owner, Page, Record,
-    RecordError,
-    RecordStatus, Result, Storage, Timestamp,
+    RecordError, RecordStatus, Result, Storage, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
