@@ -401,11 +401,20 @@ pub async fn scenario_9_panic_and_cancellation<H: Harness>(h: &H) {
     // 9b: drop the future while the function is inside.
     let c = call("kit::s9b", &1_u8);
     {
-        let fut = m.execute(&c, std::future::pending::<u8>);
+        // Poll until the function has been entered (the claim may take several polls on a
+        // store with I/O), then drop the future, as an outer `timeout` would.
+        let entered = std::sync::atomic::AtomicBool::new(false);
+        let fut = m.execute(&c, || {
+            entered.store(true, Ordering::SeqCst);
+            std::future::pending::<u8>()
+        });
         let mut fut = std::pin::pin!(fut);
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
-        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        while !entered.load(Ordering::SeqCst) {
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            std::thread::yield_now();
+        }
     }
     let obs = must(m.status(&c.key).await).unwrap_or_else(|| panic!("scenario 9b: record gone"));
     assert_eq!(obs.status(), RecordStatus::Pending);

@@ -119,10 +119,33 @@ pub(crate) async fn run_on<T: Send + 'static>(
     operation: &'static str,
     fut: impl Future<Output = RedisResult<T>> + Send + 'static,
 ) -> Result<T> {
-    match handle.spawn(fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Error::storage(operation, e)),
-        Err(e) => Err(Error::storage(operation, e)),
+    // Polled on the caller's thread inside the background runtime's context: the connection's
+    // I/O and timers are driven by the background thread, and no task is spawned per call.
+    InRuntime {
+        handle,
+        fut: Box::pin(fut),
+    }
+    .await
+    .map_err(|e| Error::storage(operation, e))
+}
+
+/// A future polled with `handle`'s runtime entered, so code that needs a tokio context
+/// (timers, the connection manager's reconnection task) works under any executor, including
+/// `idempotency_core::block_on` on a plain thread.
+struct InRuntime<'h, F> {
+    handle: &'h Handle,
+    fut: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<'_, F> {
+    type Output = F::Output;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let _entered = this.handle.enter();
+        this.fut.as_mut().poll(cx)
     }
 }
 
