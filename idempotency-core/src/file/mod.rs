@@ -43,7 +43,8 @@ pub enum Durability {
 /// across processes, every process needs the same clock (the system clock in production).
 ///
 /// ```no_run
-/// use idempotency_core::{Durability, FileStorage, IdempotencyManager};
+/// # use idempotency_core as idempotency;
+/// use idempotency::{Durability, FileStorage, IdempotencyManager};
 ///
 /// let store = FileStorage::builder("/var/lib/app/idempotency")
 ///     .durability(Durability::Fsync)
