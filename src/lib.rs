@@ -23,23 +23,53 @@
 //! # Ok::<(), idempotency::Error>(())
 //! ```
 //!
+//! With the macro (`#[idempotent]`, feature `macros`), a function's parameters form the key:
+//!
+//! ```
+//! use idempotency::{idempotent, IdempotencyManager, MemoryStorage};
+//! # static MANAGER: std::sync::LazyLock<IdempotencyManager> =
+//! #     std::sync::LazyLock::new(|| IdempotencyManager::new(MemoryStorage::new()));
+//!
+//! // `ttl` in seconds; without `manager = ...` the process-wide default manager is used.
+//! #[idempotent(ttl = 3600, manager = &*MANAGER)]
+//! fn invoice(order_id: u64, amount_cents: u64) -> String {
+//!     format!("INV-{order_id}-{amount_cents}")
+//! }
+//!
+//! // A plain return type `T` becomes `Result<T, idempotency::Error>`.
+//! assert_eq!(invoice(7, 1200)?, "INV-7-1200");
+//! assert_eq!(invoice(7, 1200)?, "INV-7-1200"); // replayed, not run
+//! # Ok::<(), idempotency::Error>(())
+//! ```
+//!
+//! ## Choosing a store
+//!
+//! | store | for | how |
+//! |---|---|---|
+//! | [`FileStorage`] (feature `file`, default) | one machine, any number of processes | `FileStorage::open(dir)`, or `IDEMPOTENCY_URL=file:///dir` |
+//! | `RedisStorage` (feature `redis`) | a fleet sharing a Redis (or a Redis Cluster, feature `cluster`) | `RedisStorage::open("redis://host:6379/0")`, or `IDEMPOTENCY_URL=redis://...` |
+//! | [`MemoryStorage`] | tests and single-process services | `MemoryStorage::new()`, or `IDEMPOTENCY_URL=memory://` |
+//!
+//! [`default_manager`] builds the process-wide manager from `IDEMPOTENCY_URL` (see
+//! [`StoreUrl`]), else the file store in `.idempotency` under the working directory. Durations
+//! in the API are [`std::time::Duration`]s; the macro's `ttl`, `failure_ttl` and
+//! `pending_timeout` take whole seconds (or a `Duration` expression). Every error is an
+//! [`Error`]; branch on [`Error::kind`].
+//!
 //! ## Features
 //! - `macros` (default): `#[idempotent]` and `#[derive(NormalizeKey)]`.
 //! - `file` (default): the embedded file store, `FileStorage`.
-//! - `redis`: the Redis store, `RedisStorage`.
-//! - `cluster`: Redis Cluster support for the Redis store (implies `redis`).
+//! - `redis`: the Redis store, `RedisStorage`; `cluster`: Redis Cluster.
+//! - `metrics`: counters and histograms through the `metrics` facade (see [`telemetry`]).
+//! - `cli`: the `idempotency` operator binary (list, show, delete, purge-expired, stats, doctor).
 //! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
 //!
 //! ## MSRV
 //! Rust 1.85; raising it is a minor-version change.
 
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod default;
@@ -57,6 +87,8 @@ pub use idempotency_core::{
     MAX_OPERATION_BYTES,
 };
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
+// Store listing, for operators (the `idempotency` CLI).
+pub use idempotency_core::{Listed, Page};
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]

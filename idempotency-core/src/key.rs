@@ -204,7 +204,8 @@ pub fn validate_custom_key(key: &str) -> Result<()> {
 /// fails half-way.
 ///
 /// ```
-/// use idempotency_core::KeyEncoder;
+/// # use idempotency_core as idempotency;
+/// use idempotency::KeyEncoder;
 /// let mut enc = KeyEncoder::new("billing::charge", 1);
 /// enc.scope(&"tenant-42").arg(&1200_u64).arg(&"EUR");
 /// let derived = enc.finish()?;

@@ -19,7 +19,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use idempotency_core::{IdempotencyManager, IdempotentPipeline, MemoryStorage, Pipeline};
+//! # use idempotency_core as idempotency;
+//! use idempotency::{IdempotencyManager, IdempotentPipeline, MemoryStorage, Pipeline};
 //!
 //! struct Invoice;
 //! impl Pipeline for Invoice {

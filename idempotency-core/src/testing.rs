@@ -48,6 +48,95 @@ pub trait Harness: Send + Sync + 'static {
     }
 }
 
+/// A [`MemoryStorage`](crate::MemoryStorage) whose claim and completion steps can be made to
+/// fail like an unreachable backend ([`Error::Storage`]), for testing outage handling
+/// (SEMANTICS.md scenarios 23 and 24): fail-closed, fail-open, completion retries. Clones share
+/// the records and the switches.
+#[derive(Debug, Clone, Default)]
+pub struct FlakyStorage {
+    inner: crate::MemoryStorage,
+    claim_down: Arc<std::sync::atomic::AtomicBool>,
+    complete_down: Arc<std::sync::atomic::AtomicBool>,
+    complete_calls: Arc<AtomicUsize>,
+}
+
+impl FlakyStorage {
+    /// Makes claims fail (`true`) or work (`false`).
+    pub fn set_claim_down(&self, down: bool) {
+        self.claim_down.store(down, Ordering::SeqCst);
+    }
+    /// Makes completions (`complete` and `fail`) fail (`true`) or work (`false`).
+    pub fn set_complete_down(&self, down: bool) {
+        self.complete_down.store(down, Ordering::SeqCst);
+    }
+    /// How many times `complete` or `fail` was called.
+    pub fn complete_calls(&self) -> usize {
+        self.complete_calls.load(Ordering::SeqCst)
+    }
+    fn down(&self, flag: &std::sync::atomic::AtomicBool, operation: &'static str) -> Result<()> {
+        if flag.load(Ordering::SeqCst) {
+            return Err(Error::storage(
+                operation,
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store down (test)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl crate::Storage for FlakyStorage {
+    async fn try_claim(
+        &self,
+        key: &IdempotencyKey,
+        req: &crate::ClaimRequest,
+    ) -> Result<crate::Claim> {
+        self.down(&self.claim_down, "claim")?;
+        crate::Storage::try_claim(&self.inner, key, req).await
+    }
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        owner: &crate::Owner,
+        result: &[u8],
+        ttl: Duration,
+    ) -> Result<crate::Record> {
+        self.complete_calls.fetch_add(1, Ordering::SeqCst);
+        self.down(&self.complete_down, "complete")?;
+        crate::Storage::complete(&self.inner, key, owner, result, ttl).await
+    }
+    async fn fail(
+        &self,
+        key: &IdempotencyKey,
+        owner: &crate::Owner,
+        error: &crate::RecordError,
+        ttl: Duration,
+    ) -> Result<crate::Record> {
+        self.complete_calls.fetch_add(1, Ordering::SeqCst);
+        self.down(&self.complete_down, "fail")?;
+        crate::Storage::fail(&self.inner, key, owner, error, ttl).await
+    }
+    async fn release(&self, key: &IdempotencyKey, owner: &crate::Owner) -> Result<bool> {
+        crate::Storage::release(&self.inner, key, owner).await
+    }
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        owner: &crate::Owner,
+        lease: Duration,
+    ) -> Result<crate::Timestamp> {
+        crate::Storage::renew(&self.inner, key, owner, lease).await
+    }
+    async fn get(&self, key: &IdempotencyKey) -> Result<Option<crate::Observed>> {
+        crate::Storage::get(&self.inner, key).await
+    }
+    async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
+        crate::Storage::delete(&self.inner, key).await
+    }
+    async fn purge_expired(&self) -> Result<u64> {
+        crate::Storage::purge_expired(&self.inner).await
+    }
+}
+
 /// The lease used by time-based checks.
 pub const LEASE: Duration = Duration::from_millis(300);
 /// The success TTL used by time-based checks.
@@ -403,11 +492,20 @@ pub async fn scenario_9_panic_and_cancellation<H: Harness>(h: &H) {
     // 9b: drop the future while the function is inside.
     let c = call("kit::s9b", &1_u8);
     {
-        let fut = m.execute(&c, std::future::pending::<u8>);
+        // Poll until the function has been entered (the claim may take several polls on a
+        // store with I/O), then drop the future, as an outer `timeout` would.
+        let entered = std::sync::atomic::AtomicBool::new(false);
+        let fut = m.execute(&c, || {
+            entered.store(true, Ordering::SeqCst);
+            std::future::pending::<u8>()
+        });
         let mut fut = std::pin::pin!(fut);
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
-        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        while !entered.load(Ordering::SeqCst) {
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            std::thread::yield_now();
+        }
     }
     let obs = must(m.status(&c.key).await).unwrap_or_else(|| panic!("scenario 9b: record gone"));
     assert_eq!(obs.status(), RecordStatus::Pending);

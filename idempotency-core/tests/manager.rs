@@ -2,83 +2,16 @@
 //! ambiguous claim reply (scenario 5), the sync API inside and outside runtimes, nested
 //! operations and provenance.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use idempotency_core::testing::FlakyStorage;
 use idempotency_core::{
     Call, Claim, ClaimRequest, ErrorKind, IdempotencyKey, IdempotencyManager, ManualClock,
-    MemoryStorage, Observed, Owner, Record, RecordError, RecordStatus, Result, Storage,
-    StoreErrorPolicy, Timestamp,
+    MemoryStorage, RecordStatus, Result, Storage, StoreErrorPolicy, Timestamp,
 };
 use uuid::Uuid;
-
-/// A memory store whose steps can be made to fail like an unreachable backend.
-#[derive(Debug, Clone, Default)]
-struct Flaky {
-    inner: MemoryStorage,
-    claim_down: Arc<AtomicBool>,
-    complete_down: Arc<AtomicBool>,
-    complete_calls: Arc<AtomicUsize>,
-}
-
-fn down(op: &'static str) -> idempotency_core::Error {
-    idempotency_core::Error::storage(
-        op,
-        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store down"),
-    )
-}
-
-impl Storage for Flaky {
-    async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
-        if self.claim_down.load(Ordering::SeqCst) {
-            return Err(down("claim"));
-        }
-        Storage::try_claim(&self.inner, key, req).await
-    }
-    async fn complete(
-        &self,
-        key: &IdempotencyKey,
-        owner: &Owner,
-        result: &[u8],
-        ttl: Duration,
-    ) -> Result<Record> {
-        self.complete_calls.fetch_add(1, Ordering::SeqCst);
-        if self.complete_down.load(Ordering::SeqCst) {
-            return Err(down("complete"));
-        }
-        Storage::complete(&self.inner, key, owner, result, ttl).await
-    }
-    async fn fail(
-        &self,
-        key: &IdempotencyKey,
-        owner: &Owner,
-        error: &RecordError,
-        ttl: Duration,
-    ) -> Result<Record> {
-        Storage::fail(&self.inner, key, owner, error, ttl).await
-    }
-    async fn release(&self, key: &IdempotencyKey, owner: &Owner) -> Result<bool> {
-        Storage::release(&self.inner, key, owner).await
-    }
-    async fn renew(
-        &self,
-        key: &IdempotencyKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> Result<Timestamp> {
-        Storage::renew(&self.inner, key, owner, lease).await
-    }
-    async fn get(&self, key: &IdempotencyKey) -> Result<Option<Observed>> {
-        Storage::get(&self.inner, key).await
-    }
-    async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
-        Storage::delete(&self.inner, key).await
-    }
-    async fn purge_expired(&self) -> Result<u64> {
-        Storage::purge_expired(&self.inner).await
-    }
-}
 
 fn call(args: &str) -> Call {
     Call::new(IdempotencyKey::derive("tests::manager", 1, args).unwrap_or_else(|e| panic!("{e}")))
@@ -86,8 +19,8 @@ fn call(args: &str) -> Call {
 
 #[test]
 fn scenario_23_store_down_at_claim_fails_closed() {
-    let store = Flaky::default();
-    store.claim_down.store(true, Ordering::SeqCst);
+    let store = FlakyStorage::default();
+    store.set_claim_down(true);
     let m = IdempotencyManager::new(store.clone());
     let count = AtomicUsize::new(0);
     let r = m.execute_sync(&call("a"), || count.fetch_add(1, Ordering::SeqCst));
@@ -104,8 +37,8 @@ fn scenario_23_store_down_at_claim_fails_closed() {
 
 #[test]
 fn scenario_23_fail_open_runs_unprotected_and_says_so() {
-    let store = Flaky::default();
-    store.claim_down.store(true, Ordering::SeqCst);
+    let store = FlakyStorage::default();
+    store.set_claim_down(true);
     let m = IdempotencyManager::builder(store)
         .on_store_error(StoreErrorPolicy::FailOpen)
         .build()
@@ -119,8 +52,8 @@ fn scenario_23_fail_open_runs_unprotected_and_says_so() {
 
 #[test]
 fn scenario_24_store_down_after_execution_keeps_the_claim() {
-    let store = Flaky::default();
-    store.complete_down.store(true, Ordering::SeqCst);
+    let store = FlakyStorage::default();
+    store.set_complete_down(true);
     let m = IdempotencyManager::new(store.clone());
     let c = call("b");
     let r = m.execute_sync(&c, || 99_u32);
@@ -136,15 +69,11 @@ fn scenario_24_store_down_after_execution_keeps_the_claim() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        store.complete_calls.load(Ordering::SeqCst),
-        3,
-        "bounded retries"
-    );
+    assert_eq!(store.complete_calls(), 3, "bounded retries");
     // The Pending record is not deleted: duplicates stay blocked until the lease ends.
     let obs = idempotency_core::block_on(m.status(&c.key)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(obs.map(|o| o.status()), Some(RecordStatus::Pending));
-    store.complete_down.store(false, Ordering::SeqCst);
+    store.set_complete_down(false);
     let again = m.execute_sync(&c, || 100_u32);
     assert_eq!(
         again.map_err(|e| e.kind()).err(),

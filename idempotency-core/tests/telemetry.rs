@@ -104,8 +104,19 @@ fn tracing_events_name_each_step_with_key_and_execution_id_never_inputs() {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(m.execute_sync(&b, || 0_u8).is_err());
     });
+    let flaky = idempotency_core::testing::FlakyStorage::default();
+    flaky.set_claim_down(true);
+    let open = IdempotencyManager::builder(flaky)
+        .on_store_error(idempotency_core::StoreErrorPolicy::FailOpen)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    tracing::subscriber::with_default(cap.clone(), || {
+        assert!(open.execute_sync(&call("t::down", 1), || 0_u8).is_ok());
+    });
     let msgs = cap.messages();
     for expected in [
+        "store error",
+        "store unavailable: running unprotected (fail-open)",
         "claimed",
         "completed",
         "replayed",
@@ -261,43 +272,108 @@ mod metrics_feature {
     }
 
     #[test]
-    fn metrics_count_outcomes_and_time_store_steps() {
+    fn every_metric_is_recorded_on_the_path_that_emits_it() {
+        use idempotency_core::testing::FlakyStorage;
+        use idempotency_core::{KeyEncoder, StoreErrorPolicy};
         let rec = Rec::default();
-        let m = IdempotencyManager::new(MemoryStorage::new());
+        let clock = ManualClock::new(Timestamp(1_000));
+        let m = IdempotencyManager::builder(MemoryStorage::with_clock(Arc::new(clock.clone())))
+            .pending_timeout(Duration::from_secs(1))
+            .on_conflict(ConflictPolicy::Reject)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let flaky = FlakyStorage::default();
+        let open = IdempotencyManager::builder(flaky.clone())
+            .on_store_error(StoreErrorPolicy::FailOpen)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let closed = IdempotencyManager::new(flaky.clone());
         metrics::with_local_recorder(&rec, || {
+            // executed, replayed
             let c = call("t::metrics", 1);
             m.execute_sync(&c, || 1_u8)
                 .unwrap_or_else(|e| panic!("{e}"));
             m.execute_sync(&c, || 1_u8)
                 .unwrap_or_else(|e| panic!("{e}"));
+            // conflict, then takeover after the lease, then the stale holder fenced out
             let p = call("t::metrics", 2);
-            let _ = idempotency_core::block_on(m.begin_operation(&p));
+            let Ok(Begin::Acquired(_stale)) = idempotency_core::block_on(m.begin_operation(&p))
+            else {
+                panic!("claim")
+            };
             assert!(m.execute_sync(&p, || 0_u8).is_err());
-            let _ = m.try_execute_sync(&call("t::metrics", 3), || Err::<u8, String>("x".into()));
+            let m2 = m.clone();
+            let p2 = p.clone();
+            let clock2 = clock.clone();
+            let r = m.execute_sync(&call("t::metrics", 3), move || {
+                clock2.advance(Duration::from_secs(2));
+                m2.execute_sync(&p2, || 2_u8).map(|o| o.value).ok()
+            });
+            assert!(r.is_ok());
+            let q = call("t::metrics", 4);
+            let m3 = m.clone();
+            let q2 = q.clone();
+            let clock3 = clock.clone();
+            let fenced = m.execute_sync(&q, move || {
+                clock3.advance(Duration::from_secs(2));
+                m3.execute_sync(&q2, || 5_u8).map(|o| o.value).ok()
+            });
+            assert!(fenced.is_err(), "the first holder is fenced out");
+            // failure cached, release
+            let _ = m.try_execute_sync(&call("t::metrics", 5), || Err::<u8, String>("x".into()));
+            let _ = m.try_execute_sync(&call("t::metrics", 6).cache_failures(false), || {
+                Err::<u8, String>("x".into())
+            });
+            // fingerprint mismatch, rejected
+            let custom = |arg: u8| {
+                let mut e = KeyEncoder::new("t::metrics-custom", 1);
+                e.custom_key("k").arg(&arg);
+                Call::new(e.finish().unwrap_or_else(|e| panic!("{e}")))
+            };
+            m.execute_sync(&custom(1), || 0_u8)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let strict = custom(2).fingerprint_policy(FingerprintPolicy::Reject);
+            assert!(m.execute_sync(&strict, || 0_u8).is_err());
+            // store errors: fail closed, fail open (unprotected)
+            flaky.set_claim_down(true);
+            assert!(closed
+                .execute_sync(&call("t::metrics", 7), || 0_u8)
+                .is_err());
+            assert!(open.execute_sync(&call("t::metrics", 8), || 0_u8).is_ok());
+            flaky.set_claim_down(false);
+            // lock wait: a waiter that gives up after its bound
+            let w = call("t::metrics", 9).on_conflict(ConflictPolicy::Wait {
+                timeout: Duration::from_millis(20),
+            });
+            let _ = idempotency_core::block_on(m.begin_operation(&w));
+            assert!(m.execute_sync(&w, || 0_u8).is_err());
         });
-        assert_eq!(
-            rec.counter("idempotency_requests_total,outcome=executed"),
-            2
-        );
-        assert_eq!(
-            rec.counter("idempotency_requests_total,outcome=replayed"),
-            1
-        );
-        assert_eq!(
-            rec.counter("idempotency_requests_total,outcome=conflict"),
-            1
-        );
-        assert_eq!(rec.counter("idempotency_executions_total"), 2);
+        for (name, at_least) in [
+            ("idempotency_requests_total,outcome=executed", 1),
+            ("idempotency_requests_total,outcome=replayed", 1),
+            ("idempotency_requests_total,outcome=conflict", 1),
+            ("idempotency_requests_total,outcome=mismatch_rejected", 1),
+            ("idempotency_requests_total,outcome=store_error", 2),
+            ("idempotency_requests_total,outcome=unprotected", 1),
+            ("idempotency_executions_total", 1),
+            ("idempotency_replays_total", 1),
+            ("idempotency_conflicts_total", 1),
+            ("idempotency_fingerprint_mismatches_total", 1),
+            ("idempotency_failures_cached_total", 1),
+            ("idempotency_releases_total", 1),
+            ("idempotency_takeovers_total", 1),
+            ("idempotency_fenced_out_total", 1),
+            ("idempotency_store_errors_total,operation=claim", 2),
+        ] {
+            assert!(
+                rec.counter(name) >= at_least,
+                "{name}: {}",
+                rec.counter(name)
+            );
+        }
         assert_eq!(rec.counter("idempotency_replays_total"), 1);
-        assert_eq!(rec.counter("idempotency_conflicts_total"), 1);
-        assert_eq!(rec.counter("idempotency_failures_cached_total"), 1);
-        assert_eq!(
-            rec.histogram("idempotency_store_latency_seconds,operation=claim"),
-            4
-        );
-        assert_eq!(
-            rec.histogram("idempotency_store_latency_seconds,operation=complete"),
-            2
-        );
+        assert!(rec.histogram("idempotency_lock_wait_seconds") >= 1);
+        assert!(rec.histogram("idempotency_store_latency_seconds,operation=claim") >= 8);
+        assert!(rec.histogram("idempotency_store_latency_seconds,operation=complete") >= 2);
     }
 }

@@ -4,12 +4,8 @@
 //! **Not for direct use; depend on `idempotency`**, which re-exports both and provides the
 //! runtime the generated code calls (`idempotency::__private`, not public API).
 
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ctxt;

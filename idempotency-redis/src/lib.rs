@@ -37,33 +37,42 @@
 //! outside a tokio runtime, and creating or dropping it never panics inside a runtime.
 //!
 //! # Data layout
-//! One Redis hash per record, at `prefix + "{" + hex(SHA-256(idempotency key)) + "}"`: the
+//! One Redis string per record, at `prefix + "{" + hex(SHA-256(idempotency key)) + "}"`: the
 //! idempotency key (user input) never appears in a Redis key or a `SCAN MATCH` pattern, and
-//! the braces are a Cluster hash tag. Every script touches only that one key, so it is
-//! single-slot in Redis Cluster. The field `rec` holds the record exactly as
-//! [`Record::encode`](idempotency_core::Record::encode) writes it (format header + postcard);
-//! the plain fields `status`, `owner`, `token`, `created`, `until` and `fp` are what the
-//! scripts compare. A record whose `rec` does not decode reads as
-//! [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or
+//! the braces are a Cluster hash tag. Every command and script touches only that one key, so it
+//! is single-slot in Redis Cluster. The value is a fixed-width part the scripts compare with
+//! `string.sub` (magic `IDR` + format version + `r`, status `P`/`S`/`F`, execution id, fencing
+//! token, `created`, `until`, lease, fence retention, fingerprint; 135 bytes), then the head of
+//! [`Record::encode`](idempotency_core::Record::encode) (key, status, result, error); a reader
+//! rebuilds exactly `Record::encode()` from the two and decodes it. A value that is not in this
+//! layout reads as [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or
 //! `IncompatibleRecord` for another format version) and is never overwritten by a claim;
-//! [`Storage::delete`](idempotency_core::Storage::delete) removes it.
+//! [`Storage::delete`](idempotency_core::Storage::delete) removes it. Needs Redis 7.0 or later
+//! (`SET ... NX GET`, `PEXPIRETIME`).
 //!
-//! # Scripts
-//! Every transition is one Lua script, sent as `EVALSHA` (cached; the source is sent once on
-//! `NOSCRIPT`), run atomically by Redis, with time from `redis.call('TIME')` (milliseconds;
-//! never the caller's clock):
+//! # Claims and scripts
+//! A claim is **one round trip**: `TIME` and `SET key value NX PX (lease + retention) GET`,
+//! pipelined. On an absent key the `SET` claims it (token 1); a pending value written so holds
+//! no times: its lease deadline is the key's expiry time minus the stored retention (Redis's
+//! clock, `PEXPIRETIME`), which the scripts resolve when they read it. On an existing key it
+//! writes nothing and returns the value: a finished record is live (its key expires natively at
+//! the end of its TTL) and is replayed with `TIME` as Redis's time. A pending value (the
+//! caller's own retried claim, a conflict, an expired lease) and the cache bypass go to the
+//! claim script (a second round trip). Every other transition is one Lua script, sent as
+//! `EVALSHA` (cached; the source is sent once on `NOSCRIPT`), run atomically by Redis, with time
+//! from `redis.call('TIME')` (milliseconds; never the caller's clock):
 //!
-//! | script | `KEYS` | `ARGV` | does | returns |
-//! |---|---|---|---|---|
-//! | claim | record | head, execution id, fingerprint, lease ms, refresh, fence retention ms, header | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record: a compare-and-set on the owner and token it observed) with `until = now + lease` | `{0, now, rec}` existing; `{1, now, rec, takeover}` claimed; `{2, now, rec}` the caller's own live claim |
-//! | finish | record | head, execution id, token, status, ttl ms | complete or fail, iff `pending` with this owner and token; sets `until = now + ttl` and `PEXPIREAT until` in the same step | `{0, now}` refused; `{1, now, created, fp, until}` |
-//! | release | record | execution id, token | owner-checked delete of a `pending` record | 1 deleted, 0 not |
-//! | renew | record | head, execution id, token, lease ms, fence retention ms | extends the lease iff the owner matches | `{0, now}` lost; `{1, now, until}` |
-//! | get | record | - | reads `rec` with Redis's time | `{now, rec or nil}` |
+//! | script | does | returns |
+//! |---|---|---|
+//! | claim | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record: a compare-and-set on the value it observed) with `until = now + lease` | `{0, now, value, created, until}` existing; `{1, now, until, takeover, token}` claimed; `{2, now, until, token}` the caller's own live claim |
+//! | finish | complete or fail, iff pending with this owner and token; writes the finished value and its expiry `PXAT until` (`until = now + ttl`) in one `SET` | `{0}` refused; `{1, now, created, until, fp}` |
+//! | release | owner-checked delete of a pending record | 1 deleted, 0 not |
+//! | renew | extends the lease iff the owner matches | `{0, now}` lost; `{1, now, until}` |
+//! | get | reads the value with Redis's time | `{now, value, created, until}` or `{now}` |
 //!
 //! Delete is a plain `DEL`. The full scripts, with comments, are in the source of the
-//! `scripts` module. A hit (replay) and a claim are each **one round trip**: the claim script
-//! returns the stored record when there is one.
+//! `scripts` module. A hit (replay) and a claim of a fresh key are each one round trip without
+//! a script; a miss is two round trips (claim, then the finish script).
 //!
 //! # Expiry
 //! Redis expires records natively, so
@@ -97,18 +106,15 @@
 //! but does not close it; this store does not do so.
 
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
 mod config;
+mod listing;
 mod reply;
 mod scripts;
 mod storage;

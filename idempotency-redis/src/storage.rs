@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency_core::{
-    Claim, ClaimRequest, Error, IdempotencyKey, Observed, Owner, Record, RecordError, RecordStatus,
-    Result, Storage, Timestamp,
+    Claim, ClaimRequest, Error, Fingerprint, IdempotencyKey, Observed, Owner, Page, Record,
+    RecordError, RecordStatus, Result, Storage, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
@@ -18,8 +18,10 @@ use crate::config::RedisConfig;
 use crate::reply;
 use crate::scripts::{self, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
 
-/// The Redis store: records live in Redis (or a Redis Cluster), one hash per record, and every
-/// state transition is one Lua script run atomically by Redis on Redis's clock.
+/// The Redis store: records live in Redis (or a Redis Cluster), one string per record; a claim
+/// is one pipelined `TIME` + `SET NX PX GET` (falling back to a script when it meets a pending
+/// record), and every other state transition is one Lua script run atomically by Redis on
+/// Redis's clock.
 ///
 /// See the [crate documentation](crate) for the data layout, the scripts and the guarantees.
 /// Clones share one connection (and one background thread); [`prefix`](Self::prefix) gives a
@@ -31,15 +33,15 @@ use crate::scripts::{self, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT, RELEASE_SCRI
 /// reply is awaited. Dropping the last clone stops that thread (never blocking the caller).
 #[derive(Clone)]
 pub struct RedisStorage {
-    inner: Arc<Inner>,
-    prefix: Arc<str>,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) prefix: Arc<str>,
     fence_retention_ms: u64,
 }
 
-struct Inner {
-    handle: Handle,
-    conn: Conn,
-    target: String,
+pub(crate) struct Inner {
+    pub(crate) handle: Handle,
+    pub(crate) conn: Conn,
+    pub(crate) target: String,
     // Dropped with the last clone: ends the background thread's `block_on`.
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -56,7 +58,7 @@ impl fmt::Debug for RedisStorage {
 
 /// The connection: a single server through a reconnecting `ConnectionManager`, or a cluster.
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
@@ -112,15 +114,38 @@ fn start_worker() -> Result<(Handle, tokio::sync::oneshot::Sender<()>)> {
 }
 
 /// Runs `fut` on the background runtime and waits for it from any executor.
-async fn run_on<T: Send + 'static>(
+pub(crate) async fn run_on<T: Send + 'static>(
     handle: &Handle,
     operation: &'static str,
     fut: impl Future<Output = RedisResult<T>> + Send + 'static,
 ) -> Result<T> {
-    match handle.spawn(fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Error::storage(operation, e)),
-        Err(e) => Err(Error::storage(operation, e)),
+    // Polled on the caller's thread inside the background runtime's context: the connection's
+    // I/O and timers are driven by the background thread, and no task is spawned per call.
+    InRuntime {
+        handle,
+        fut: Box::pin(fut),
+    }
+    .await
+    .map_err(|e| Error::storage(operation, e))
+}
+
+/// A future polled with `handle`'s runtime entered, so code that needs a tokio context
+/// (timers, the connection manager's reconnection task) works under any executor, including
+/// `idempotency_core::block_on` on a plain thread.
+struct InRuntime<'h, F> {
+    handle: &'h Handle,
+    fut: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<'_, F> {
+    type Output = F::Output;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let _entered = this.handle.enter();
+        this.fut.as_mut().poll(cx)
     }
 }
 
@@ -328,8 +353,8 @@ impl RedisStorage {
         .await
     }
 
-    /// The claim, retried once when its reply was lost (time-out or connection dropped): Redis
-    /// may have applied it, and the retry then finds the caller's own `Pending` record and
+    /// The claim script, retried once when its reply was lost (time-out or connection dropped):
+    /// Redis may have applied it, and the retry then finds the caller's own `Pending` record and
     /// answers it as acquired (SEMANTICS.md scenario 5).
     async fn claim_value(&self, key: String, args: Vec<Vec<u8>>) -> Result<Value> {
         let mut conn = self.inner.conn.clone();
@@ -347,12 +372,71 @@ impl RedisStorage {
         .await
     }
 
+    /// The claim fast path: `TIME` and `SET key value NX PX ms GET` in one round trip, retried
+    /// once like [`claim_value`](Self::claim_value) (a retry finds the caller's own pending
+    /// value and goes on to the claim script). Returns Redis's time (ms, read just before the
+    /// `SET`) and the previous value (`None`: the key was absent and is now claimed), or
+    /// `Err(None)` when the key holds another Redis type.
+    async fn fast_claim(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        px: u64,
+    ) -> Result<std::result::Result<(u64, Option<Vec<u8>>), ()>> {
+        let mut conn = self.inner.conn.clone();
+        run_on(&self.inner.handle, "claim", async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("TIME")
+                .cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(px)
+                .arg("GET");
+            let reply = match pipe
+                .query_async::<((u64, u64), Option<Vec<u8>>)>(&mut conn)
+                .await
+            {
+                Err(e) if is_ambiguous(&e) => pipe.query_async(&mut conn).await,
+                other => other,
+            };
+            match reply {
+                Ok(((secs, micros), old)) => Ok(Ok((secs * 1000 + micros / 1000, old))),
+                Err(e) if e.code() == Some("WRONGTYPE") => Ok(Err(())),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     fn location(&self, key: &IdempotencyKey) -> String {
         format!("{} (redis {})", key, self.inner.target)
     }
 
-    fn decode(&self, key: &IdempotencyKey, bytes: &[u8]) -> Result<Record> {
-        Record::decode(bytes, &self.location(key))
+    /// Decodes a stored value (`times`: its resolved `created` and `until`, when a script
+    /// resolved them). A value that is not in this store's layout reads as what
+    /// [`Record::decode`] makes of it: corrupt, or incompatible (another format version).
+    fn decode(
+        &self,
+        key: &IdempotencyKey,
+        value: &[u8],
+        times: Option<(u64, u64)>,
+    ) -> Result<Record> {
+        match scripts::record_bytes(value, times) {
+            Some(bytes) => Record::decode_at(&bytes, || self.location(key)),
+            None => {
+                Record::decode_at(value, || self.location(key))?;
+                Err(self.not_a_record(key))
+            }
+        }
+    }
+
+    fn not_a_record(&self, key: &IdempotencyKey) -> Error {
+        Error::CorruptRecord {
+            key: self.location(key),
+            reason: "not a record of this store's layout".into(),
+        }
     }
 
     async fn finish(
@@ -370,11 +454,11 @@ impl RedisStorage {
             "fail"
         };
         let args = vec![
-            scripts::head(key, status, result, error),
-            scripts::owner_id(&owner.execution_id),
-            owner.fencing_token.to_string().into_bytes(),
-            scripts::status_name(status).as_bytes().to_vec(),
+            scripts::magic_pending().to_vec(),
+            scripts::owner_token(owner),
+            vec![scripts::status_byte_of(status)],
             millis(ttl).to_string().into_bytes(),
+            scripts::head(key, status, result, error),
         ];
         let v = self
             .script(operation, &FINISH_SCRIPT, self.record_key(key), args)
@@ -384,13 +468,15 @@ impl RedisStorage {
             0 => Err(Error::LeaseLost { key: key.clone() }),
             _ => {
                 let created = reply::u64_at(items, 2).map_err(|e| e.into_error(operation))?;
-                let fp_bytes = reply::bytes_at(items, 3).map_err(|e| e.into_error(operation))?;
-                let until = reply::u64_at(items, 4).map_err(|e| e.into_error(operation))?;
+                let until = reply::u64_at(items, 3).map_err(|e| e.into_error(operation))?;
+                let fp_bytes = reply::bytes_at(items, 4).map_err(|e| e.into_error(operation))?;
                 let fingerprint =
-                    scripts::decode_fingerprint(fp_bytes).ok_or_else(|| Error::CorruptRecord {
-                        key: self.location(key),
-                        reason: "undecodable `fp` field".into(),
-                    })?;
+                    <[u8; 32]>::try_from(fp_bytes)
+                        .map(Fingerprint)
+                        .map_err(|_| Error::CorruptRecord {
+                            key: self.location(key),
+                            reason: "undecodable fingerprint".into(),
+                        })?;
                 Ok(Record {
                     key: key.clone(),
                     status,
@@ -417,7 +503,7 @@ fn install_tls_provider() {
 }
 
 /// `prefix` + `{` + hex(SHA-256(key)) + `}`.
-fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
+pub(crate) fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(key.as_str().as_bytes());
     let mut out = String::with_capacity(prefix.len() + 66);
@@ -445,38 +531,98 @@ fn redact(url: &str) -> String {
 
 impl Storage for RedisStorage {
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
+        let lease_ms = millis(req.lease);
+        let redis_key = self.record_key(key);
+        if !req.refresh {
+            let value = scripts::fast_pending_value(
+                key,
+                &req.execution_id,
+                &req.fingerprint,
+                lease_ms,
+                self.fence_retention_ms,
+            );
+            let px = lease_ms.saturating_add(self.fence_retention_ms);
+            match self.fast_claim(redis_key.clone(), value, px).await? {
+                Err(()) => return Err(self.not_a_record(key)),
+                // Absent: claimed with token 1. The lease ends at the SET's time + lease, at or
+                // after `now + lease` (TIME ran just before the SET): the holder's view is
+                // never longer than the lease Redis keeps.
+                Ok((now, None)) => {
+                    return Ok(Claim::Acquired {
+                        owner: Owner {
+                            execution_id: req.execution_id,
+                            fencing_token: 1,
+                        },
+                        lease_until: Timestamp(now.saturating_add(lease_ms)),
+                        takeover: false,
+                    })
+                }
+                // A finished value exists, so it is live: its key expires at its `until`.
+                Ok((now, Some(old))) if scripts::status_byte(&old) != Some(b'P') => {
+                    let record = self.decode(key, &old, None)?;
+                    return Ok(Claim::Existing(Observed {
+                        record,
+                        now: Timestamp(now),
+                    }));
+                }
+                // A pending value: the caller's retried claim, a conflict or an expired lease.
+                Ok((_, Some(_))) => {}
+            }
+        }
+        let retention = scripts::n16(self.fence_retention_ms).to_vec();
         let args = vec![
-            scripts::head(key, RecordStatus::Pending, &[], None),
+            scripts::magic().to_vec(),
             scripts::owner_id(&req.execution_id),
             scripts::fingerprint(&req.fingerprint),
-            millis(req.lease).to_string().into_bytes(),
+            scripts::n16(lease_ms).to_vec(),
             if req.refresh {
                 b"1".to_vec()
             } else {
                 b"0".to_vec()
             },
-            self.fence_retention_ms.to_string().into_bytes(),
-            scripts::header().to_vec(),
+            retention,
+            scripts::head(key, RecordStatus::Pending, &[], None),
         ];
-        let v = self.claim_value(self.record_key(key), args).await?;
+        let v = self.claim_value(redis_key, args).await?;
         let items = reply::array(&v).map_err(|e| e.into_error("claim"))?;
         let code = reply::int_at(items, 0).map_err(|e| e.into_error("claim"))?;
         let now = Timestamp(reply::u64_at(items, 1).map_err(|e| e.into_error("claim"))?);
-        let record = self.decode(
-            key,
-            reply::bytes_at(items, 2).map_err(|e| e.into_error("claim"))?,
-        )?;
         match code {
-            0 => Ok(Claim::Existing(Observed { record, now })),
-            _ => {
-                let takeover =
-                    code == 1 && reply::int_at(items, 3).map_err(|e| e.into_error("claim"))? == 1;
+            0 => {
+                let value = reply::bytes_at(items, 2).map_err(|e| e.into_error("claim"))?;
+                let times = match items.get(4) {
+                    Some(_) => Some((
+                        reply::u64_at(items, 3).map_err(|e| e.into_error("claim"))?,
+                        reply::u64_at(items, 4).map_err(|e| e.into_error("claim"))?,
+                    )),
+                    None => None,
+                };
+                let record = self.decode(key, value, times)?;
+                Ok(Claim::Existing(Observed { record, now }))
+            }
+            1 | 2 => {
+                let until = reply::u64_at(items, 2).map_err(|e| e.into_error("claim"))?;
+                let (takeover, token) = if code == 1 {
+                    (
+                        reply::int_at(items, 3).map_err(|e| e.into_error("claim"))? == 1,
+                        reply::u64_at(items, 4).map_err(|e| e.into_error("claim"))?,
+                    )
+                } else {
+                    (
+                        false,
+                        reply::u64_at(items, 3).map_err(|e| e.into_error("claim"))?,
+                    )
+                };
                 Ok(Claim::Acquired {
-                    owner: record.owner,
-                    lease_until: record.lease_until.unwrap_or(record.expires_at),
+                    owner: Owner {
+                        execution_id: req.execution_id,
+                        fencing_token: token,
+                    },
+                    lease_until: Timestamp(until),
                     takeover,
                 })
             }
+            _ => Err(self.not_a_record(key)),
         }
     }
 
@@ -504,8 +650,8 @@ impl Storage for RedisStorage {
 
     async fn release(&self, key: &IdempotencyKey, owner: &Owner) -> Result<bool> {
         let args = vec![
-            scripts::owner_id(&owner.execution_id),
-            owner.fencing_token.to_string().into_bytes(),
+            scripts::magic_pending().to_vec(),
+            scripts::owner_token(owner),
         ];
         let v = self
             .script("release", &RELEASE_SCRIPT, self.record_key(key), args)
@@ -520,11 +666,10 @@ impl Storage for RedisStorage {
         lease: Duration,
     ) -> Result<Timestamp> {
         let args = vec![
-            scripts::head(key, RecordStatus::Pending, &[], None),
-            scripts::owner_id(&owner.execution_id),
-            owner.fencing_token.to_string().into_bytes(),
-            millis(lease).to_string().into_bytes(),
-            self.fence_retention_ms.to_string().into_bytes(),
+            scripts::magic_pending().to_vec(),
+            scripts::owner_token(owner),
+            scripts::n16(millis(lease)).to_vec(),
+            scripts::n16(self.fence_retention_ms).to_vec(),
         ];
         let v = self
             .script("renew", &RENEW_SCRIPT, self.record_key(key), args)
@@ -540,17 +685,29 @@ impl Storage for RedisStorage {
 
     async fn get(&self, key: &IdempotencyKey) -> Result<Option<Observed>> {
         let v = self
-            .script("get", &GET_SCRIPT, self.record_key(key), Vec::new())
+            .script(
+                "get",
+                &GET_SCRIPT,
+                self.record_key(key),
+                vec![scripts::magic().to_vec()],
+            )
             .await?;
         let items = reply::array(&v).map_err(|e| e.into_error("get"))?;
         let now = Timestamp(reply::u64_at(items, 0).map_err(|e| e.into_error("get"))?);
         match items.get(1) {
-            None | Some(Value::Nil) => Ok(None),
-            Some(_) => {
-                let bytes = reply::bytes_at(items, 1).map_err(|e| e.into_error("get"))?;
-                let record = self.decode(key, bytes)?;
+            None => Ok(None),
+            Some(Value::BulkString(value)) => {
+                let times = match items.get(3) {
+                    Some(_) => Some((
+                        reply::u64_at(items, 2).map_err(|e| e.into_error("get"))?,
+                        reply::u64_at(items, 3).map_err(|e| e.into_error("get"))?,
+                    )),
+                    None => None,
+                };
+                let record = self.decode(key, value, times)?;
                 Ok(Some(Observed { record, now }))
             }
+            Some(_) => Err(self.not_a_record(key)),
         }
     }
 
@@ -572,6 +729,25 @@ impl Storage for RedisStorage {
     /// purge: always `Ok(0)`.
     async fn purge_expired(&self) -> Result<u64> {
         Ok(0)
+    }
+
+    /// Lists this store's records with `SCAN` (`COUNT limit`, a hint: a page may hold more or
+    /// fewer entries), matching only this store's own key shape (`prefix{<64 hex>}`, the prefix
+    /// glob-escaped; never user input), then reads the page's records in one script with
+    /// Redis's time. The cursor is Redis's `SCAN` cursor: a record present for the whole listing
+    /// is returned at least once (possibly twice). Hashes whose `rec` does not decode, hashes
+    /// without `rec`, other types at a record key and records of another key are
+    /// [`Listed::Unreadable`](idempotency_core::Listed::Unreadable), located by their Redis key.
+    /// A Redis Cluster cannot be listed ([`Error::Config`]).
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
+        self.list_page(cursor, limit).await
+    }
+
+    /// Removes the Redis key `location` (as listed) iff it is a record key of this store
+    /// (`prefix{<64 hex>}`) and still holds exactly the unreadable content it was judged on:
+    /// the check and the `DEL` run in one script, so a key rewritten meanwhile survives.
+    async fn remove_unreadable(&self, location: &str) -> Result<bool> {
+        self.remove_unreadable_at(location).await
     }
 }
 

@@ -78,18 +78,19 @@ async fn scenario_5_ambiguous_claim_reply_is_resolved() {
     let Some(target) = Target::get(test) else {
         return;
     };
-    let addr = target
-        .url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    if addr.contains('@') || addr.contains('/') {
+    // `redis://host:port[/db]`: the proxy forwards to host:port; the store keeps the db.
+    let rest = target.url.trim_start_matches("redis://");
+    let (addr, db) = match rest.split_once('/') {
+        Some((a, d)) => (a.to_owned(), d.to_owned()),
+        None => (rest.to_owned(), String::new()),
+    };
+    if addr.contains('@') || target.url.starts_with("rediss://") {
         crate::harness::skip(test, "the proxy test needs a plain redis://host:port URL");
         return;
     }
     let proxy = Proxy::start(addr);
     let prefix = unique_prefix(test);
-    let store = RedisConfig::new(format!("redis://127.0.0.1:{}/", proxy.port))
+    let store = RedisConfig::new(format!("redis://127.0.0.1:{}/{db}", proxy.port))
         .prefix(prefix.clone())
         .open()
         .unwrap();

@@ -130,9 +130,8 @@ impl Harness for ClusterHarness {
     async fn write_raw(&self, key: &IdempotencyKey, bytes: &[u8]) -> bool {
         let client = redis::cluster::ClusterClient::new(self.urls.clone()).unwrap();
         let mut conn = client.get_connection().unwrap();
-        let _: i64 = redis::cmd("HSET")
+        let _: String = redis::cmd("SET")
             .arg(self.store.record_key(key))
-            .arg("rec")
             .arg(bytes)
             .query(&mut conn)
             .unwrap();

@@ -18,7 +18,7 @@ mod fault_common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fault_common::{kill_matrix, soak, Captured, Opener};
+use fault_common::{kill_matrix, soak, Opener};
 use idempotency::{
     Call, ErrorKind, IdempotencyKey, IdempotencyManager, RedisStorage, StoreErrorPolicy,
 };
@@ -134,15 +134,12 @@ fn scenario_23_redis_paused_past_client_timeouts() {
     let e = closed.execute_sync(&done, run).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::StoreUnavailable, "{e}");
     assert_eq!(runs.load(Ordering::SeqCst), 1, "fail closed: nothing ran");
-    let cap = Captured::default();
     let unprotected = call("unprotected");
-    let o = tracing::subscriber::with_default(cap.clone(), || open.execute_sync(&unprotected, run))
-        .unwrap();
+    let o = open.execute_sync(&unprotected, run).unwrap();
     assert!(o.provenance.unprotected);
     assert_eq!(runs.load(Ordering::SeqCst), 2, "fail open: it ran");
     assert_eq!(open.stats().unprotected, 1);
     assert!(open.stats().store_errors >= 1);
-    cap.assert_unprotected_warning(&unprotected.key);
     signal(pid, "CONT");
 
     // Back: the stored result replays (the connection recovers on its own).
@@ -162,7 +159,9 @@ fn scenario_23_redis_paused_past_client_timeouts() {
     assert_eq!(runs.load(Ordering::SeqCst), 3, "each key ran once");
 }
 
-/// Redis stopped: fail closed by default; fail open runs the function, logs and counts it.
+/// Redis stopped: fail closed by default; fail open runs the function and counts it (the
+/// warning it logs is the manager's, checked on the file store in `idempotency-core`'s
+/// `tests/faults.rs`).
 #[test]
 fn scenario_23_redis_stopped_fails_closed_or_open_by_policy() {
     let test = "scenario_23_redis_stopped_fails_closed_or_open_by_policy";
@@ -188,19 +187,16 @@ fn scenario_23_redis_stopped_fails_closed_or_open_by_policy() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::StoreUnavailable, "{e}");
     assert_eq!(runs.load(Ordering::SeqCst), 0);
-    let cap = Captured::default();
     let c = call("open");
-    let o = tracing::subscriber::with_default(cap.clone(), || {
-        open.execute_sync(&c, || runs.fetch_add(1, Ordering::SeqCst))
-    })
-    .unwrap();
+    let o = open
+        .execute_sync(&c, || runs.fetch_add(1, Ordering::SeqCst))
+        .unwrap();
     assert!(o.provenance.unprotected && !o.is_replayed());
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(
         (open.stats().unprotected, open.stats().store_errors),
         (1, 1)
     );
-    cap.assert_unprotected_warning(&c.key);
 }
 
 fn signal(pid: u32, sig: &str) {

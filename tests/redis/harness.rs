@@ -262,12 +262,13 @@ impl Harness for RedisHarness {
     }
     async fn write_raw(&self, key: &IdempotencyKey, bytes: &[u8]) -> bool {
         let mut conn = self.target.sync_connection();
-        let n: i64 = redis::cmd("HSET")
+        // One string per record (the store's layout): overwrite the value (the test deletes
+        // the key, or the cleanup does).
+        let ok: String = redis::cmd("SET")
             .arg(self.store.record_key(key))
-            .arg("rec")
             .arg(bytes)
             .query(&mut conn)
-            .expect("HSET rec");
-        n >= 0
+            .expect("SET the raw value");
+        ok == "OK"
     }
 }

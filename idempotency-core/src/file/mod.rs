@@ -4,6 +4,7 @@
 
 mod fsio;
 mod layout;
+mod listing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::key::IdempotencyKey;
 use crate::record::{Clock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp};
 use crate::storage::{
-    apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Observed, Storage,
+    apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Observed, Page, Storage,
 };
 
 /// How hard the file store works to make a write survive an OS crash or power loss.
@@ -42,7 +43,8 @@ pub enum Durability {
 /// across processes, every process needs the same clock (the system clock in production).
 ///
 /// ```no_run
-/// use idempotency_core::{Durability, FileStorage, IdempotencyManager};
+/// # use idempotency_core as idempotency;
+/// use idempotency::{Durability, FileStorage, IdempotencyManager};
 ///
 /// let store = FileStorage::builder("/var/lib/app/idempotency")
 ///     .durability(Durability::Fsync)
@@ -104,7 +106,9 @@ pub enum Durability {
 /// A record file that is empty, truncated, not a record, or holds another key's record reads as
 /// [`Error::CorruptRecord`]; one written by another format version as
 /// [`Error::IncompatibleRecord`]. Both name the file's path, fail closed (nothing runs, the file
-/// is left in place) and are removed only by an explicit [`delete`](Storage::delete).
+/// is left in place) and are removed only by an explicit [`delete`](Storage::delete) or by
+/// [`remove_unreadable`](Storage::remove_unreadable) (the CLI's `doctor --fix`), given the path
+/// [`list`](Storage::list) reported.
 /// [`purge_expired`](Storage::purge_expired) removes only records that are expired when it holds
 /// their shard's lock, and temporary files left by a crashed writer; it leaves corrupt records,
 /// foreign files and the shard directories.
@@ -453,5 +457,22 @@ impl Storage for FileStorage {
             }
         }
         Ok(removed)
+    }
+
+    /// Lists record files in name order (shard by shard); the cursor is the file name of the
+    /// last entry of the previous page. Readable records come with the store's time; corrupt
+    /// files, foreign format versions, non-regular files and files holding another key's record
+    /// are [`Listed::Unreadable`](crate::Listed::Unreadable) with their path as the location.
+    /// Temporary and lock files are skipped. Takes no lock.
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
+        self.list_page(cursor, limit)
+    }
+
+    /// Removes the record file at `location` (a path as listed) only if it is a record file of
+    /// this store (`<dir>/<shard>/<64 hex>`; never a temporary or lock file, never outside the
+    /// directory) and is still unreadable when re-read under its shard's lock. A readable
+    /// record is left alone (`Ok(false)`).
+    async fn remove_unreadable(&self, location: &str) -> Result<bool> {
+        self.remove_unreadable_at(location)
     }
 }

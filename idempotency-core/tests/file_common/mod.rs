@@ -112,12 +112,25 @@ pub fn raw_key(s: &str) -> IdempotencyKey {
 pub fn tree(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
+    // Writers may rename or remove entries while this walks (a temporary file renamed onto its
+    // record): an entry that vanished between listing and inspecting is simply not there.
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            // A writer may rename a temporary file away between the listing and this look.
-            let Ok(meta) = std::fs::symlink_metadata(&p) else {
-                continue;
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if gone(&e) => continue,
+            Err(e) => panic!("read_dir {}: {e}", d.display()),
+        };
+        for e in entries {
+            let p = match e {
+                Ok(e) => e.path(),
+                Err(e) if gone(&e) => continue,
+                Err(e) => panic!("read_dir entry in {}: {e}", d.display()),
+            };
+            let meta = match std::fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if gone(&e) => continue,
+                Err(e) => panic!("inspect {}: {e}", p.display()),
             };
             out.push(p.strip_prefix(dir).unwrap().to_path_buf());
             if meta.is_dir() {

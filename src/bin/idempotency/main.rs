@@ -1,0 +1,84 @@
+//! `idempotency`: the operator's command line for idempotency stores (feature `cli`).
+//!
+//! Exit codes: 0 ok; 1 problems found or action refused; 2 usage error, bad store URL, bad key
+//! or cursor; 3 store unreachable; 4 unknown key. See README_CLI.md.
+
+mod args;
+mod error;
+mod inspect;
+mod render;
+mod repair;
+mod store;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::{json, Value};
+
+use crate::args::{Cli, Command};
+use crate::error::{CliError, Exit};
+
+/// What a command produced: the same result for people and for scripts.
+pub(crate) struct Output {
+    pub(crate) json: Value,
+    pub(crate) human: String,
+    pub(crate) exit: Exit,
+}
+
+impl Output {
+    pub(crate) fn ok(json: Value, human: String) -> Output {
+        Output {
+            json,
+            human,
+            exit: Exit::Ok,
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<Output, CliError> {
+    let store = store::open(
+        cli.global.store.as_deref(),
+        cli.global.redis_prefix.as_deref(),
+    )?;
+    match cli.command {
+        Command::List(args) => inspect::list(&store, args),
+        Command::Show { key } => inspect::show(&store, &key),
+        Command::Stats => inspect::stats(&store),
+        Command::Delete { key, force } => repair::delete(&store, &key, force),
+        Command::PurgeExpired => repair::purge_expired(&store),
+        Command::Doctor { fix } => repair::doctor(&store, fix),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let (text, exit) = match run(cli) {
+        Ok(out) if json => (pretty(&out.json), out.exit),
+        Ok(out) => (out.human, out.exit),
+        Err(e) => {
+            eprintln!("error: {e}");
+            let text = if json {
+                pretty(
+                    &json!({ "error": { "kind": e.kind, "message": e.message, "exit_code": e.exit.code() } }),
+                )
+            } else {
+                String::new()
+            };
+            (text, e.exit)
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    ExitCode::from(exit.code())
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    s.push('\n');
+    s
+}

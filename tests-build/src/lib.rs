@@ -1,0 +1,1 @@
+//! Intentionally empty: this crate only holds the trybuild UI tests in `tests/`.

@@ -1,0 +1,719 @@
+//! The `idempotency` CLI against a file store holding records in every status (Pending,
+//! Success, Failed, expired) plus corrupt and foreign-version files, in both output formats,
+//! with its exit codes; and (when a Redis is available) against a Redis store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "redis/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idempotency::{
+    block_on, Claim, ClaimRequest, Clock, DerivedKey, FileStorage, IdempotencyKey, ManualClock,
+    Owner, RecordError, Storage, SystemClock, Timestamp,
+};
+use serde_json::Value;
+
+const HOUR: Duration = Duration::from_secs(3600);
+/// 2023-11-14T22:13:20.123Z: when the expired records were written.
+const PAST: Timestamp = Timestamp(1_700_000_000_123);
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+fn cli(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idempotency"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("IDEMPOTENCY_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the idempotency binary");
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn derive(op: &str, arg: &str) -> DerivedKey {
+    IdempotencyKey::derive(op, 1, &arg).unwrap()
+}
+
+fn claim<S: Storage>(store: &S, key: &DerivedKey, lease: Duration) -> Owner {
+    let req = ClaimRequest {
+        execution_id: uuid::Uuid::new_v4(),
+        fingerprint: key.fingerprint,
+        lease,
+        refresh: false,
+    };
+    match block_on(store.try_claim(&key.key, &req)).unwrap() {
+        Claim::Acquired { owner, .. } => owner,
+        other => panic!("expected to acquire {}: {other:?}", key.key),
+    }
+}
+
+fn succeed<S: Storage>(store: &S, key: &DerivedKey, result: &[u8], ttl: Duration) -> Owner {
+    let owner = claim(store, key, Duration::from_secs(60));
+    block_on(store.complete(&key.key, &owner, result, ttl)).unwrap();
+    owner
+}
+
+/// The keys seeded into every fixture store, by what they hold.
+struct Keys {
+    pending: DerivedKey,
+    pending_owner: Owner,
+    success: DerivedKey,
+    success_owner: Owner,
+    failed: DerivedKey,
+    expired_success: DerivedKey,
+    expired_pending: DerivedKey,
+    corrupt: DerivedKey,
+    foreign: DerivedKey,
+}
+
+/// Seeds any store: `at_past` sets the store clock to [`PAST`], `at_now` back to now.
+fn seed<S: Storage>(store: &S, at_past: impl Fn(), at_now: impl Fn()) -> Keys {
+    let k = Keys {
+        pending: derive("billing::charge", "pending"),
+        pending_owner: Owner {
+            execution_id: uuid::Uuid::nil(),
+            fencing_token: 0,
+        },
+        success: derive("billing::charge", "success"),
+        success_owner: Owner {
+            execution_id: uuid::Uuid::nil(),
+            fencing_token: 0,
+        },
+        failed: derive("email::send", "failed"),
+        expired_success: derive("billing::refund", "expired-success"),
+        expired_pending: derive("billing::refund", "expired-pending"),
+        corrupt: derive("ledger::post", "corrupt"),
+        foreign: derive("ledger::post", "foreign"),
+    };
+    at_past();
+    succeed(store, &k.expired_success, b"old", Duration::from_secs(600));
+    claim(store, &k.expired_pending, Duration::from_secs(60)); // a holder that crashed
+    at_now();
+    let pending_owner = claim(store, &k.pending, HOUR);
+    let success_owner = succeed(store, &k.success, b"hello", HOUR);
+    let owner = claim(store, &k.failed, Duration::from_secs(60));
+    let err = RecordError::NotRetained("too large".into());
+    block_on(store.fail(&k.failed.key, &owner, &err, HOUR)).unwrap();
+    succeed(store, &k.corrupt, b"x", HOUR);
+    succeed(store, &k.foreign, b"y", HOUR);
+    Keys {
+        pending_owner,
+        success_owner,
+        ..k
+    }
+}
+
+/// A temporary directory with a file store in `store/`, seeded, plus corrupt and
+/// foreign-version record files.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    store: FileStorage,
+    keys: Keys,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = SystemClock.now();
+        let clock = ManualClock::new(now);
+        let store = FileStorage::builder(tmp.path().join("store"))
+            .clock(Arc::new(clock.clone()))
+            .open()
+            .unwrap();
+        let keys = seed(&store, || clock.set(PAST), || clock.set(now));
+        std::fs::write(store.record_path(&keys.corrupt.key), b"garbage").unwrap();
+        let foreign = store.record_path(&keys.foreign.key);
+        let mut bytes = std::fs::read(&foreign).unwrap();
+        bytes[3] = 9; // a record format version this build does not read
+        std::fs::write(&foreign, bytes).unwrap();
+        Fixture { tmp, store, keys }
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.store.dir().display())
+    }
+
+    /// Runs the CLI on this store.
+    fn run(&self, args: &[&str]) -> Run {
+        let url = self.url();
+        let mut all = vec!["--store", url.as_str()];
+        all.extend_from_slice(args);
+        cli(self.tmp.path(), &all, &[])
+    }
+
+    fn path(&self, key: &DerivedKey) -> PathBuf {
+        self.store.record_path(&key.key)
+    }
+}
+
+fn statuses(items: &Value) -> Vec<String> {
+    let mut s: Vec<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap().to_owned())
+        .collect();
+    s.sort();
+    s
+}
+
+fn keys_of(items: &Value) -> Vec<String> {
+    let mut k: Vec<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["key"].as_str().map(str::to_owned))
+        .collect();
+    k.sort();
+    k
+}
+
+fn sorted(keys: &[&DerivedKey]) -> Vec<String> {
+    let mut k: Vec<String> = keys.iter().map(|d| d.key.to_string()).collect();
+    k.sort();
+    k
+}
+
+const ALL_STATUSES: [&str; 7] = [
+    "expired",
+    "expired",
+    "failed",
+    "pending",
+    "success",
+    "unreadable",
+    "unreadable",
+];
+
+#[test]
+fn list_shows_every_status_and_the_unreadable_files() {
+    let f = Fixture::new();
+    let run = f.run(&["list", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = run.json();
+    assert_eq!(v["count"], 7);
+    assert_eq!(statuses(&v["items"]), ALL_STATUSES);
+    assert!(v["next_cursor"].is_null());
+    let unreadable: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "unreadable")
+        .map(|i| {
+            let loc = i["location"].as_str().unwrap().to_owned();
+            (loc, i["error_kind"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let mut want = vec![
+        (
+            f.path(&f.keys.corrupt).display().to_string(),
+            "corrupt_record".to_owned(),
+        ),
+        (
+            f.path(&f.keys.foreign).display().to_string(),
+            "incompatible_record".to_owned(),
+        ),
+    ];
+    want.sort();
+    let mut got = unreadable;
+    got.sort();
+    assert_eq!(got, want);
+
+    let human = f.run(&["list"]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.starts_with("STATUS"), "{}", human.stdout);
+    for k in [&f.keys.pending, &f.keys.success, &f.keys.failed] {
+        assert!(human.stdout.contains(k.key.as_str()), "{}", human.stdout);
+    }
+    assert!(
+        human.stdout.contains("2023-11-14T22:23:20.123Z"),
+        "expired success's expiry"
+    );
+    assert!(human.stdout.contains("7 entries"));
+}
+
+#[test]
+fn list_filters_by_status_operation_and_key_prefix() {
+    let f = Fixture::new();
+    let keys = |args: &[&str]| {
+        let mut all = vec!["list", "--json"];
+        all.extend_from_slice(args);
+        let run = f.run(&all);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()["items"].clone()
+    };
+    let k = &f.keys;
+    assert_eq!(
+        keys_of(&keys(&["--status", "expired"])),
+        sorted(&[&k.expired_success, &k.expired_pending])
+    );
+    assert_eq!(
+        keys_of(&keys(&["--status", "pending"])),
+        sorted(&[&k.pending])
+    );
+    assert_eq!(
+        keys_of(&keys(&["--status", "success"])),
+        sorted(&[&k.success])
+    );
+    assert_eq!(
+        keys_of(&keys(&["--status", "failed"])),
+        sorted(&[&k.failed])
+    );
+    assert_eq!(
+        statuses(&keys(&["--status", "unreadable"])),
+        ["unreadable"; 2]
+    );
+    assert_eq!(
+        keys_of(&keys(&["--operation", "email::send"])),
+        sorted(&[&k.failed])
+    );
+    assert_eq!(
+        keys_of(&keys(&["--prefix", "billing::"])),
+        sorted(&[
+            &k.pending,
+            &k.success,
+            &k.expired_success,
+            &k.expired_pending
+        ])
+    );
+    assert_eq!(
+        keys_of(&keys(&["--prefix", "billing::", "--status", "expired"])),
+        sorted(&[&k.expired_success, &k.expired_pending])
+    );
+    // A bad status value is a usage error.
+    assert_eq!(f.run(&["list", "--status", "done"]).code, 2);
+}
+
+#[test]
+fn list_pages_with_limit_and_cursor_without_skipping() {
+    let f = Fixture::new();
+    for (filter, want) in [(None, 7), (Some("expired"), 2)] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..20 {
+            let mut args = vec!["list", "--json", "--limit", "2"];
+            if let Some(s) = filter {
+                args.extend(["--status", s]);
+            }
+            if let Some(c) = &cursor {
+                args.extend(["--cursor", c.as_str()]);
+            }
+            let run = f.run(&args);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            let v = run.json();
+            let items = v["items"].as_array().unwrap();
+            assert!(items.len() <= 2, "{items:?}");
+            seen.extend(items.iter().map(|i| {
+                i["key"]
+                    .as_str()
+                    .or(i["location"].as_str())
+                    .unwrap()
+                    .to_owned()
+            }));
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!((n, seen.len()), (want, want), "{filter:?}: {seen:?}");
+    }
+    let human = f.run(&["list", "--limit", "3"]);
+    assert!(human.stdout.contains("more: --cursor "), "{}", human.stdout);
+    assert_eq!(f.run(&["list", "--limit", "0"]).code, 2);
+    assert_eq!(
+        f.run(&["list", "--cursor", "../etc"]).code,
+        2,
+        "a foreign cursor"
+    );
+}
+
+#[test]
+fn show_prints_every_field_of_a_record() {
+    let f = Fixture::new();
+    let k = &f.keys;
+    let v = f.run(&["show", k.success.key.as_str(), "--json"]).json();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["key"], k.success.key.as_str());
+    assert_eq!(v["operation"], "billing::charge");
+    assert_eq!(v["execution_id"], k.success_owner.execution_id.to_string());
+    assert_eq!(v["fencing_token"], 1);
+    assert_eq!(v["fingerprint"], k.success.fingerprint.to_string());
+    assert_eq!(v["result_bytes"], 5);
+    assert!(v["error_kind"].is_null());
+    let ttl = v["ttl_remaining_ms"].as_u64().unwrap();
+    assert!(ttl > 0 && ttl <= 3_600_000, "{ttl}");
+    let expires = v["expires_at_ms"].as_u64().unwrap();
+    assert_eq!(expires - v["created_at_ms"].as_u64().unwrap(), 3_600_000);
+
+    let human = f.run(&["show", k.success.key.as_str()]);
+    assert_eq!(human.code, 0);
+    for label in [
+        "status",
+        "created at",
+        "expires at",
+        "ttl remaining",
+        "execution id",
+        "fencing token",
+        "fingerprint",
+        "result size",
+        "error kind",
+    ] {
+        assert!(human.stdout.contains(label), "{label}: {}", human.stdout);
+    }
+    assert!(human.stdout.contains("5 bytes"));
+
+    let failed = f.run(&["show", k.failed.key.as_str(), "--json"]).json();
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error_kind"], "not_retained");
+    assert_eq!(failed["error_reason"], "too large");
+
+    let pending = f.run(&["show", k.pending.key.as_str(), "--json"]).json();
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(
+        pending["execution_id"],
+        k.pending_owner.execution_id.to_string()
+    );
+    assert_eq!(pending["lease_until_ms"], pending["expires_at_ms"]);
+
+    let expired = f
+        .run(&["show", k.expired_success.key.as_str(), "--json"])
+        .json();
+    assert_eq!(expired["status"], "expired");
+    assert_eq!(expired["stored_status"], "success");
+    assert_eq!(expired["created_at"], "2023-11-14T22:13:20.123Z");
+    assert_eq!(expired["created_at_ms"], 1_700_000_000_123_u64);
+    assert_eq!(expired["ttl_remaining_ms"], 0);
+    let human = f.run(&["show", k.expired_success.key.as_str()]).stdout;
+    assert!(
+        human.contains("2023-11-14T22:13:20.123Z (1700000000123 ms)"),
+        "{human}"
+    );
+}
+
+#[test]
+fn show_exit_codes_for_unknown_bad_and_corrupt_keys() {
+    let f = Fixture::new();
+    let unknown = derive("billing::charge", "never-stored");
+    let run = f.run(&["show", unknown.key.as_str()]);
+    assert_eq!(run.code, 4);
+    assert!(run.stderr.contains("no record"), "{}", run.stderr);
+    let json = f.run(&["show", unknown.key.as_str(), "--json"]).json();
+    assert_eq!(json["error"]["kind"], "unknown_key");
+    assert_eq!(json["error"]["exit_code"], 4);
+
+    assert_eq!(f.run(&["show", "not-a-key"]).code, 2);
+    let corrupt = f.run(&["show", f.keys.corrupt.key.as_str(), "--json"]);
+    assert_eq!(corrupt.code, 1);
+    assert_eq!(corrupt.json()["error"]["kind"], "corrupt_record");
+}
+
+#[test]
+fn delete_refuses_a_live_pending_record_unless_forced() {
+    let f = Fixture::new();
+    let k = &f.keys;
+    let pending = k.pending.key.as_str();
+    let run = f.run(&["delete", pending]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+    assert_eq!(
+        f.run(&["delete", pending, "--json"]).json()["error"]["kind"],
+        "refused"
+    );
+    assert_eq!(f.run(&["show", pending]).code, 0, "still there");
+    let forced = f.run(&["delete", pending, "--force", "--json"]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert_eq!(forced.json()["deleted"], true);
+    assert_eq!(f.run(&["show", pending]).code, 4);
+
+    // An expired Pending record (a crashed holder) needs no force; nor do finished ones.
+    assert_eq!(f.run(&["delete", k.expired_pending.key.as_str()]).code, 0);
+    let ok = f.run(&["delete", k.success.key.as_str()]);
+    assert_eq!(ok.code, 0);
+    assert!(ok.stdout.contains("deleted"), "{}", ok.stdout);
+    assert!(!f.path(&k.success).exists());
+    assert_eq!(f.run(&["delete", k.success.key.as_str()]).code, 4, "gone");
+    // An unreadable record can be deleted by its key.
+    assert_eq!(f.run(&["delete", k.corrupt.key.as_str()]).code, 0);
+    assert!(!f.path(&k.corrupt).exists());
+}
+
+#[test]
+fn purge_expired_removes_only_expired_records() {
+    let f = Fixture::new();
+    let run = f.run(&["purge-expired", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["removed"], 2);
+    let left = f.run(&["list", "--json"]).json();
+    assert_eq!(
+        statuses(&left["items"]),
+        ["failed", "pending", "success", "unreadable", "unreadable"]
+    );
+    assert!(f.run(&["purge-expired"]).stdout.contains("removed 0"));
+}
+
+#[test]
+fn stats_counts_by_status_unreadable_ttl_and_bytes() {
+    let f = Fixture::new();
+    let v = f.run(&["stats", "--json"]).json();
+    assert_eq!(v["records"], 5);
+    assert_eq!(v["by_status"]["pending"], 1);
+    assert_eq!(v["by_status"]["success"], 1);
+    assert_eq!(v["by_status"]["failed"], 1);
+    assert_eq!(v["by_status"]["expired"], 2);
+    assert_eq!(v["unreadable"], 2);
+    assert_eq!(v["live"], 3);
+    assert_eq!(v["result_bytes"], 8, "b\"hello\" + b\"old\"");
+    let avg = v["avg_ttl_remaining_ms"].as_u64().unwrap();
+    assert!(avg > 0 && avg <= 3_600_000, "{avg}");
+    let human = f.run(&["stats"]).stdout;
+    let line = |label: &str| {
+        human
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {human}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(line("unreadable"), "2");
+    assert_eq!(line("expired"), "2");
+    assert_eq!(line("result bytes"), "8");
+}
+
+#[test]
+fn scenario_26_doctor_finds_unreadable_records_and_fix_removes_them() {
+    let f = Fixture::new();
+    let run = f.run(&["doctor"]);
+    assert_eq!(run.code, 1, "problems found: {}", run.stdout);
+    assert!(run
+        .stdout
+        .contains(&f.path(&f.keys.corrupt).display().to_string()));
+    assert!(run.stdout.contains("doctor --fix"));
+    let v = f.run(&["doctor", "--json"]).json();
+    assert_eq!(v["problems_remaining"], 2);
+    assert_eq!(v["unreadable"].as_array().unwrap().len(), 2);
+    assert!(
+        f.path(&f.keys.corrupt).exists(),
+        "doctor alone changes nothing"
+    );
+
+    let fixed = f.run(&["doctor", "--fix", "--json"]);
+    assert_eq!(fixed.code, 0, "{}", fixed.stdout);
+    let v = fixed.json();
+    assert_eq!(v["removed"], 2);
+    assert_eq!(v["problems_remaining"], 0);
+    assert!(!f.path(&f.keys.corrupt).exists() && !f.path(&f.keys.foreign).exists());
+    assert_eq!(
+        f.run(&["stats", "--json"]).json()["records"],
+        5,
+        "readable ones kept"
+    );
+    assert_eq!(f.run(&["doctor"]).code, 0);
+}
+
+#[test]
+fn scenario_23_store_url_errors_have_their_own_exit_codes() {
+    let f = Fixture::new();
+    let cwd = f.tmp.path();
+    let bad = cli(cwd, &["--store", "ftp://x", "list", "--json"], &[]);
+    assert_eq!(bad.code, 2);
+    assert_eq!(bad.json()["error"]["kind"], "config");
+    assert!(bad.stderr.contains("unknown store URL"), "{}", bad.stderr);
+    assert_eq!(cli(cwd, &["list"], &[("IDEMPOTENCY_URL", "nope")]).code, 2);
+    // Usage errors.
+    assert_eq!(cli(cwd, &["frobnicate"], &[]).code, 2);
+    assert_eq!(cli(cwd, &["show"], &[]).code, 2);
+
+    // Unreachable: nothing listens on port 1; a missing directory; a plain file.
+    let redis = cli(
+        cwd,
+        &["--store", "redis://127.0.0.1:1", "stats", "--json"],
+        &[],
+    );
+    assert_eq!(redis.code, 3, "{}", redis.stderr);
+    assert_eq!(redis.json()["error"]["kind"], "store_unavailable");
+    let missing = cwd.join("no-such-store");
+    let url = format!("file://{}", missing.display());
+    assert_eq!(cli(cwd, &["--store", &url, "list"], &[]).code, 3);
+    assert!(!missing.exists(), "the CLI never creates a store");
+    let file = cwd.join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let url = format!("file://{}", file.display());
+    assert_eq!(cli(cwd, &["--store", &url, "stats"], &[]).code, 3);
+}
+
+#[test]
+fn the_store_comes_from_the_environment_or_the_default_directory() {
+    let f = Fixture::new();
+    let cwd = f.tmp.path();
+    let from_env = cli(cwd, &["stats", "--json"], &[("IDEMPOTENCY_URL", &f.url())]);
+    assert_eq!(from_env.code, 0, "{}", from_env.stderr);
+    assert_eq!(from_env.json()["records"], 5);
+    // A relative file URL and the default `.idempotency`, both under the working directory.
+    let rel = cli(cwd, &["--store", "file://store", "stats", "--json"], &[]);
+    assert_eq!(rel.json()["records"], 5);
+    assert_eq!(cli(cwd, &["stats"], &[]).code, 3, "no .idempotency yet");
+    std::fs::rename(cwd.join("store"), cwd.join(".idempotency")).unwrap();
+    let default = cli(cwd, &["stats", "--json"], &[]);
+    assert_eq!(default.json()["records"], 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real Redis (IDEMPOTENCY_REDIS_URL, else a redis-server started here; skipped loudly
+// otherwise, unless IDEMPOTENCY_REQUIRE_REDIS=1).
+
+#[test]
+fn redis_every_command_against_a_real_redis() {
+    use idempotency::redis::redis;
+    use idempotency::RedisStorage;
+
+    let test = "redis_every_command_against_a_real_redis";
+    let Some(target) = harness::Target::get(test) else {
+        return;
+    };
+    // Glob characters in the prefix must be matched literally; a neighbour store whose
+    // prefix the unescaped pattern would match must stay out of the listing.
+    let base = harness::unique_prefix(test);
+    let prefix = format!("{base}*[a]?:");
+    let neighbour = format!("{base}X[a]Y:");
+    let store = RedisStorage::builder(target.url.clone())
+        .prefix(prefix.clone())
+        .open()
+        .unwrap();
+    let other = store.clone().prefix(neighbour.clone());
+    succeed(&other, &derive("billing::charge", "neighbour"), b"n", HOUR);
+    // Redis keeps its own clock: "expired" records are short-lived ones past their TTL.
+    let expired = derive("billing::refund", "vanishing");
+    succeed(&store, &expired, b"old", Duration::from_millis(1));
+    let keys = seed(&store, || {}, || {});
+    let mut conn = target.sync_connection();
+    let corrupt_key = store.record_key(&keys.corrupt.key);
+    let _: () = redis::cmd("SET")
+        .arg(&corrupt_key)
+        .arg("garbage")
+        .query(&mut conn)
+        .unwrap();
+    let foreign_key = store.record_key(&keys.foreign.key);
+    let _: () = redis::cmd("DEL")
+        .arg(&foreign_key)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&foreign_key)
+        .arg("a")
+        .arg("hash")
+        .query(&mut conn)
+        .unwrap();
+    // Wait for the 1 ms TTL on Redis's clock (its own expiry; no clock to inject).
+    while block_on(store.get(&expired.key)).unwrap().is_some() {
+        std::thread::yield_now();
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let run_in = |prefix: &str, args: &[&str]| {
+        let mut all = vec!["--store", target.url.as_str(), "--redis-prefix", prefix];
+        all.extend_from_slice(args);
+        cli(tmp.path(), &all, &[])
+    };
+    let run = |args: &[&str]| run_in(&prefix, args);
+    let list = run(&["list", "--json"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let v = list.json();
+    // The seeded "expired" records are at PAST only on a store with an injected clock; on
+    // Redis they are live, and the 1 ms one has vanished (native expiry).
+    assert_eq!(
+        statuses(&v["items"]),
+        [
+            "failed",
+            "pending",
+            "pending",
+            "success",
+            "success",
+            "unreadable",
+            "unreadable"
+        ],
+        "{v}"
+    );
+    for page_size in ["1", "3"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut args = vec!["list", "--json", "--limit", page_size];
+            if let Some(c) = &cursor {
+                args.extend(["--cursor", c.as_str()]);
+            }
+            let v = run(&args).json();
+            seen.extend(v["items"].as_array().unwrap().iter().map(|i| {
+                i["key"]
+                    .as_str()
+                    .or(i["location"].as_str())
+                    .unwrap()
+                    .to_owned()
+            }));
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 7, "{seen:?}");
+    }
+
+    let show = run(&["show", keys.success.key.as_str(), "--json"]).json();
+    assert_eq!(show["status"], "success");
+    assert_eq!(show["result_bytes"], 5);
+    assert_eq!(run(&["show", derive("x", "none").key.as_str()]).code, 4);
+    assert_eq!(run(&["delete", keys.pending.key.as_str()]).code, 1);
+    assert_eq!(
+        run(&["delete", keys.pending.key.as_str(), "--force"]).code,
+        0
+    );
+    let stats = run(&["stats", "--json"]).json();
+    assert_eq!(stats["records"], 4);
+    assert_eq!(stats["unreadable"], 2);
+    assert_eq!(run(&["purge-expired", "--json"]).json()["removed"], 0);
+
+    assert_eq!(run(&["doctor"]).code, 1);
+    let fixed = run(&["doctor", "--fix", "--json"]);
+    assert_eq!(fixed.code, 0, "{}", fixed.stdout);
+    assert_eq!(fixed.json()["removed"], 2);
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&corrupt_key)
+        .arg(&foreign_key)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(exists, 0);
+    // The neighbour store was never listed nor touched.
+    let n = run_in(&neighbour, &["stats", "--json"]);
+    assert_eq!(n.json()["records"], 1);
+    // remove_unreadable refuses keys outside the store's own pattern.
+    let err = block_on(store.remove_unreadable(&format!("{neighbour}{{x}}"))).unwrap_err();
+    assert_eq!(err.kind(), idempotency::ErrorKind::Config);
+
+    harness::cleanup(&mut conn, &base);
+}

@@ -1,0 +1,4 @@
+//! Shared helpers of the root tests.
+#![allow(dead_code)]
+
+pub mod store;
