@@ -8,10 +8,8 @@
 pub mod kill_matrix;
 pub mod soak;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use idempotency_core::{block_on, Call, IdempotencyKey, IdempotencyManager, RecordStatus};
