@@ -81,3 +81,40 @@ async fn scenario_21_every_key_has_a_ttl_after_completion() {
     let left = obs.time_to_live();
     assert!(left > Duration::ZERO && left <= ttl);
 }
+
+/// A TTL far beyond any real retention ("keep forever": `Duration::MAX`, or a few million
+/// years) is stored, replayed and keeps a valid expiry, as on the memory and file stores: it
+/// must not break the fixed-width value layout or Redis's expiry range after `f` ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_21_huge_ttls_are_stored_and_replayed() {
+    let Some(h) = RedisHarness::new() else { return };
+    let mut conn = h.target.sync_connection();
+    let huge = [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX / 1000),
+        Duration::from_millis(100_000_000_000_000_000), // ~3 million years
+    ];
+    for (i, ttl) in huge.into_iter().enumerate() {
+        let m = IdempotencyManager::builder(h.store.clone())
+            .default_ttl(ttl)
+            .failure_ttl(ttl)
+            .build()
+            .unwrap();
+        let c = Call::new(IdempotencyKey::derive("redis::s21-huge", 1, &i).unwrap());
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        for round in 0..2 {
+            let o = m
+                .execute(&c, || async {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    7_u32
+                })
+                .await
+                .unwrap_or_else(|e| panic!("ttl {ttl:?}, round {round}: {e}"));
+            assert_eq!(o.value, 7);
+            assert_eq!(o.is_replayed(), round == 1, "ttl {ttl:?}");
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let p = pttl(&mut conn, &h.store.record_key(&c.key));
+        assert!(p > 0, "ttl {ttl:?}: PTTL {p}");
+    }
+}
