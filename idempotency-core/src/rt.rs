@@ -98,9 +98,14 @@ pub(crate) struct Sleep {
     state: Option<Arc<Mutex<SleepState>>>,
 }
 
+/// The longest sleep: longer ones (a `poll_interval` of `Duration::MAX`) are cut to this, as
+/// `Instant + Duration::MAX` overflows.
+const MAX_SLEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 pub(crate) fn sleep(d: Duration) -> Sleep {
+    let now = Instant::now();
     Sleep {
-        deadline: Instant::now() + d,
+        deadline: now.checked_add(d.min(MAX_SLEEP)).unwrap_or(now),
         state: None,
     }
 }
@@ -168,5 +173,31 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Err(payload) => Poll::Ready(Err(payload)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_sleep_of_duration_max_does_not_panic() {
+        // `ConflictPolicy::Wait { timeout: Duration::MAX }` with `poll_interval(Duration::MAX)`
+        // sleeps this long: it must wait (Pending), not overflow `Instant + Duration`.
+        let mut s = std::pin::pin!(sleep(Duration::MAX));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(s.as_mut().poll(&mut cx).is_pending());
+        assert!(s.as_mut().poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn execution_ids_are_unique_across_threads() {
+        let ids: Vec<uuid::Uuid> = (0..8)
+            .map(|_| thread::spawn(|| (0..1000).map(|_| execution_id()).collect::<Vec<_>>()))
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 8000);
+        assert!(ids.iter().all(|id| id.get_version_num() == 4));
     }
 }

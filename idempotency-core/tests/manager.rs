@@ -412,3 +412,14 @@ fn scenario_2_forked_processes_never_share_an_execution_id() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test]
+fn issue_manual_clock_advance_saturates() {
+    // Advancing past the far future must not wrap the store clock back to the epoch (which
+    // would make every expired lease live again).
+    let clock = ManualClock::new(Timestamp(10));
+    clock.advance(Duration::MAX);
+    assert_eq!(idempotency_core::Clock::now(&clock), Timestamp(u64::MAX));
+    clock.advance(Duration::from_millis(5));
+    assert_eq!(idempotency_core::Clock::now(&clock), Timestamp(u64::MAX));
+}
