@@ -118,3 +118,42 @@ async fn scenario_21_huge_ttls_are_stored_and_replayed() {
         assert!(p > 0, "ttl {ttl:?}: PTTL {p}");
     }
 }
+
+/// A stored value in this store's layout whose fixed-width numbers are not digits is a corrupt
+/// record (fail closed, never "store unavailable", which the fail-open policy would run
+/// unprotected on every call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_26_layout_value_with_garbage_numbers_is_corrupt() {
+    let Some(h) = RedisHarness::new() else { return };
+    let mut conn = h.target.sync_connection();
+    let m = IdempotencyManager::builder(h.store.clone())
+        .on_store_error(idempotency::StoreErrorPolicy::FailOpen)
+        .build()
+        .unwrap();
+    for (i, status) in [b'P', b'S', b'F'].into_iter().enumerate() {
+        let c = Call::new(IdempotencyKey::derive("redis::s26-garbage", 1, &i).unwrap());
+        let mut value = vec![b'I', b'D', b'R', idempotency::Record::FORMAT_VERSION, b'r'];
+        value.push(status);
+        value.resize(200, b'x');
+        let _: () = redis::cmd("SET")
+            .arg(h.store.record_key(&c.key))
+            .arg(&value)
+            .query(&mut conn)
+            .unwrap();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let r = m
+            .execute(&c, || async {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                1_u8
+            })
+            .await;
+        let kind = r.as_ref().err().map(|e| e.kind());
+        assert_eq!(
+            kind,
+            Some(idempotency::ErrorKind::CorruptRecord),
+            "status {}: {r:?}",
+            status as char
+        );
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+}
