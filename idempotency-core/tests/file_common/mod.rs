@@ -109,14 +109,27 @@ pub fn raw_key(s: &str) -> IdempotencyKey {
 }
 
 /// Every path under `dir` (recursively, not following symbolic links), relative to `dir`.
+/// Safe to call while another process writes the store: an entry removed between the listing
+/// and its inspection (a temporary file renamed onto its record) is left out.
 pub fn tree(dir: &Path) -> Vec<PathBuf> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if gone(&e) => continue,
+            Err(e) => panic!("list {}: {e}", d.display()),
+        };
+        for e in entries {
             let p = e.unwrap().path();
+            let meta = match std::fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if gone(&e) => continue,
+                Err(e) => panic!("inspect {}: {e}", p.display()),
+            };
             out.push(p.strip_prefix(dir).unwrap().to_path_buf());
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            if meta.is_dir() {
                 stack.push(p);
             }
         }
