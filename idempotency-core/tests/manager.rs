@@ -297,3 +297,58 @@ async fn memory_store_lists_in_pages() {
     seen.dedup();
     assert_eq!(seen.len(), 5);
 }
+
+/// A process forked (without exec) after its thread made execution ids must not repeat the
+/// parent's ids: a claim by the child and one by the parent on a shared store would then look
+/// like one caller's retried claim (scenario 5), and both would run (scenario 2).
+#[cfg(unix)]
+#[test]
+fn scenario_2_forked_processes_never_share_an_execution_id() {
+    use idempotency_core::{block_on, Begin, FileStorage};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = FileStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let m = IdempotencyManager::new(store);
+    // This thread makes an execution id before the fork.
+    let warm = block_on(m.begin_operation(&call("fork-warm-up")));
+    assert!(matches!(warm, Ok(Begin::Acquired(_))));
+    let c = call("fork");
+    // SAFETY: the child only runs a claim on the file store, writes one file and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = match block_on(m.begin_operation(&c)) {
+            Ok(Begin::Acquired(_)) => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the forked child without running the parent's destructors or harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(waited, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child claimed the fresh key"
+    );
+    // The child holds a live claim: the parent's call is a conflict, never a second holder.
+    match block_on(m.begin_operation(&c)) {
+        Ok(Begin::Existing(obs)) => assert_eq!(obs.record.status, RecordStatus::Pending),
+        Ok(Begin::Acquired(lease)) => panic!(
+            "the parent also acquired the key the child holds (execution id {} reused)",
+            lease.owner.execution_id
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn issue_manual_clock_advance_saturates() {
+    // Advancing past the far future must not wrap the store clock back to the epoch (which
+    // would make every expired lease live again).
+    let clock = ManualClock::new(Timestamp(10));
+    clock.advance(Duration::MAX);
+    assert_eq!(idempotency_core::Clock::now(&clock), Timestamp(u64::MAX));
+    clock.advance(Duration::from_millis(5));
+    assert_eq!(idempotency_core::Clock::now(&clock), Timestamp(u64::MAX));
+}
