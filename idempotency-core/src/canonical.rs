@@ -101,9 +101,19 @@ pub(crate) struct Canonical<'a> {
 }
 
 /// Is the collection serde hands to `collect_seq` a set, whose order carries no meaning?
+///
+/// Only the outermost type counts (after references): `Vec<HashSet<u8>>` is a sequence whose
+/// order matters, even though its type name mentions a set.
 fn is_set_type<I: ?Sized>() -> bool {
-    let name = std::any::type_name::<I>();
-    name.contains("HashSet<") || name.contains("BTreeSet<") || name.contains("IndexSet<")
+    is_set_type_name(std::any::type_name::<I>())
+}
+
+fn is_set_type_name(name: &str) -> bool {
+    let outer = name.trim_start_matches(['&', ' ']);
+    let outer = outer.strip_prefix("mut ").unwrap_or(outer);
+    let path = outer.split('<').next().unwrap_or(outer);
+    let last = path.rsplit("::").next().unwrap_or(path);
+    matches!(last, "HashSet" | "BTreeSet" | "IndexSet")
 }
 
 /// Collects the encodings of entries, then writes them sorted: the order of a map or set never

@@ -658,6 +658,21 @@ impl IdempotencyManager {
         let mut started: Option<Instant> = None;
         let mut waited = false;
         let req = Self::request(call, lease);
+        if call.options.refresh && fp_policy == FingerprintPolicy::Reject {
+            // A cache bypass replaces the record, so under the reject policy it must not replace
+            // a record made from other inputs (checked before the claim; the claim itself is
+            // still atomic).
+            if let Some(obs) = storage.get(&key).await? {
+                if obs.status() != RecordStatus::Expired
+                    && obs.record.fingerprint != call.fingerprint
+                {
+                    counters.step(Step::Mismatch { rejected: true }, &call.key, None);
+                    return Err(Error::FingerprintMismatch {
+                        key: call.key.clone(),
+                    });
+                }
+            }
+        }
         loop {
             let timer = StoreTimer::start();
             let claimed = storage.try_claim(&key, &req).await;
@@ -850,7 +865,21 @@ impl IdempotencyManager {
             unprotected: false,
         };
         let max = self.inner.config.max_result_bytes;
-        match (codec.store)(&value) {
+        // The user's `Serialize` and transient classifier run here, after the function: a panic
+        // in them is treated like a panic in the function (claim released, panic resumed).
+        let disposition = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (codec.store)(&value)
+        })) {
+            Ok(d) => d,
+            Err(panic) => {
+                let _ = storage.release(&lease.key, &lease.owner).await;
+                self.inner
+                    .counters
+                    .step(Step::Released, &call.key, Some(&lease.owner));
+                std::panic::resume_unwind(panic);
+            }
+        };
+        match disposition {
             Disposition::Success(bytes) if bytes.len() > max => {
                 let reason = format!(
                     "the encoded result is {} bytes, over the {max}-byte limit",
@@ -880,10 +909,20 @@ impl IdempotencyManager {
                 })
             }
             Disposition::Release => {
-                storage.release(&lease.key, &lease.owner).await?;
-                self.inner
-                    .counters
-                    .step(Step::Released, &call.key, Some(&lease.owner));
+                // The caller gets its own retryable error either way; if the release fails the
+                // claim blocks the key until its lease ends.
+                match storage.release(&lease.key, &lease.owner).await {
+                    Ok(_) => {
+                        self.inner
+                            .counters
+                            .step(Step::Released, &call.key, Some(&lease.owner))
+                    }
+                    Err(_) => self.inner.counters.step(
+                        Step::StoreError("release"),
+                        &call.key,
+                        Some(&lease.owner),
+                    ),
+                }
                 Ok(Outcome {
                     value,
                     provenance: Provenance {

@@ -82,10 +82,14 @@ impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
         ManualClock(Arc::new(AtomicU64::new(start.0)))
     }
-    /// Moves the clock forward by `d`.
+    /// Moves the clock forward by `d`, saturating at the far future.
     pub fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_add(ms))
+            });
     }
     /// Moves the clock backward by `d` (a clock step), saturating at the epoch.
     pub fn rewind(&self, d: Duration) {

@@ -23,13 +23,14 @@ impl Wake for ThreadWaker {
 thread_local! {
     /// One waker per thread, reused by every `block_on` on it.
     static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
-    /// Per-thread generator state for execution ids, seeded from the OS once per thread.
-    static ID_STATE: std::cell::Cell<(u64, u64)> = std::cell::Cell::new(seed());
+    /// Per-thread generator state for execution ids, seeded from the OS once per thread and
+    /// again in a forked child: `(process id, state, state)`.
+    static ID_STATE: std::cell::Cell<(u32, u64, u64)> = std::cell::Cell::new(seed());
 }
 
-fn seed() -> (u64, u64) {
+fn seed() -> (u32, u64, u64) {
     let b = uuid::Uuid::new_v4().as_u64_pair();
-    (b.0 | 1, b.1 | 1)
+    (std::process::id(), b.0 | 1, b.1 | 1)
 }
 
 fn splitmix(x: &mut u64) -> u64 {
@@ -41,15 +42,21 @@ fn splitmix(x: &mut u64) -> u64 {
 }
 
 /// A fresh random (version 4) execution id without a system call per id: 128 bits from a
-/// per-thread SplitMix64 pair seeded from the OS random source once per thread. Execution ids
-/// must be unique, not secret.
+/// per-thread SplitMix64 pair seeded from the OS random source once per thread, and reseeded
+/// when the process id changed (a `fork` without `exec` copies the state: parent and child
+/// would otherwise make the same ids, and each would take the other's claim for its own).
+/// Execution ids must be unique, not secret.
 pub(crate) fn execution_id() -> uuid::Uuid {
     ID_STATE
         .try_with(|cell| {
-            let (mut a, mut b) = cell.get();
+            let mut state = cell.get();
+            if state.0 != std::process::id() {
+                state = seed();
+            }
+            let (pid, mut a, mut b) = state;
             let hi = splitmix(&mut a);
             let lo = splitmix(&mut b);
-            cell.set((a, b));
+            cell.set((pid, a, b));
             let bits = (u128::from(hi) << 64) | u128::from(lo);
             uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid()
         })
@@ -91,9 +98,14 @@ pub(crate) struct Sleep {
     state: Option<Arc<Mutex<SleepState>>>,
 }
 
+/// The longest sleep: longer ones (a `poll_interval` of `Duration::MAX`) are cut to this, as
+/// `Instant + Duration::MAX` overflows.
+const MAX_SLEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 pub(crate) fn sleep(d: Duration) -> Sleep {
+    let now = Instant::now();
     Sleep {
-        deadline: Instant::now() + d,
+        deadline: now.checked_add(d.min(MAX_SLEEP)).unwrap_or(now),
         state: None,
     }
 }
@@ -161,5 +173,31 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Err(payload) => Poll::Ready(Err(payload)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_sleep_of_duration_max_does_not_panic() {
+        // `ConflictPolicy::Wait { timeout: Duration::MAX }` with `poll_interval(Duration::MAX)`
+        // sleeps this long: it must wait (Pending), not overflow `Instant + Duration`.
+        let mut s = std::pin::pin!(sleep(Duration::MAX));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(s.as_mut().poll(&mut cx).is_pending());
+        assert!(s.as_mut().poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn execution_ids_are_unique_across_threads() {
+        let ids: Vec<uuid::Uuid> = (0..8)
+            .map(|_| thread::spawn(|| (0..1000).map(|_| execution_id()).collect::<Vec<_>>()))
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 8000);
+        assert!(ids.iter().all(|id| id.get_version_num() == 4));
     }
 }

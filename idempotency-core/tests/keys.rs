@@ -366,3 +366,39 @@ fn keys_are_identical_across_processes() {
         .collect();
     assert_eq!(theirs, mine);
 }
+
+#[test]
+fn scenario_17_sequences_of_sets_keep_their_order() {
+    // Only the set itself is order-free: a sequence *of* sets (or of anything whose type name
+    // mentions a set) keeps its order, so different inputs never share a key.
+    use std::collections::BTreeSet;
+    let a: BTreeSet<u8> = [1].into_iter().collect();
+    let b: BTreeSet<u8> = [2].into_iter().collect();
+    assert_ne!(
+        key("t", &vec![a.clone(), b.clone()]),
+        key("t", &vec![b.clone(), a.clone()]),
+        "Vec<BTreeSet<_>> keeps its order"
+    );
+    let ha: HashSet<u8> = [1].into_iter().collect();
+    let hb: HashSet<u8> = [2].into_iter().collect();
+    assert_ne!(
+        key("t", &vec![ha.clone(), hb.clone()]),
+        key("t", &vec![hb, ha]),
+        "Vec<HashSet<_>> keeps its order"
+    );
+    assert_ne!(
+        key("t", &vec![(1_u8, a.clone()), (2, b.clone())]),
+        key("t", &vec![(2_u8, b), (1, a)]),
+        "Vec<(u8, BTreeSet<_>)> keeps its order"
+    );
+    // A set of sets is still order-free at both levels.
+    let s1: BTreeSet<BTreeSet<u8>> = [[1_u8].into(), [2_u8].into()].into_iter().collect();
+    let mut hs: HashSet<Vec<u8>> = HashSet::new();
+    hs.insert(vec![1]);
+    hs.insert(vec![2]);
+    let mut hs2: HashSet<Vec<u8>> = HashSet::new();
+    hs2.insert(vec![2]);
+    hs2.insert(vec![1]);
+    assert_eq!(key("t", &hs), key("t", &hs2));
+    assert_eq!(key("t", &s1), key("t", &s1.clone()));
+}

@@ -297,3 +297,164 @@ async fn memory_store_lists_in_pages() {
     seen.dedup();
     assert_eq!(seen.len(), 5);
 }
+
+/// A process forked (without exec) after its thread made execution ids must not repeat the
+/// parent's ids: a claim by the child and one by the parent on a shared store would then look
+/// like one caller's retried claim (scenario 5), and both would run (scenario 2).
+#[cfg(unix)]
+#[test]
+fn scenario_2_forked_processes_never_share_an_execution_id() {
+    use idempotency_core::{block_on, Begin, FileStorage};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = FileStorage::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let m = IdempotencyManager::new(store);
+    // This thread makes an execution id before the fork.
+    let warm = block_on(m.begin_operation(&call("fork-warm-up")));
+    assert!(matches!(warm, Ok(Begin::Acquired(_))));
+    let c = call("fork");
+    // SAFETY: the child only runs a claim on the file store, writes one file and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = match block_on(m.begin_operation(&c)) {
+            Ok(Begin::Acquired(_)) => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the forked child without running the parent's destructors or harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(waited, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child claimed the fresh key"
+    );
+    // The child holds a live claim: the parent's call is a conflict, never a second holder.
+    match block_on(m.begin_operation(&c)) {
+        Ok(Begin::Existing(obs)) => assert_eq!(obs.record.status, RecordStatus::Pending),
+        Ok(Begin::Acquired(lease)) => panic!(
+            "the parent also acquired the key the child holds (execution id {} reused)",
+            lease.owner.execution_id
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn issue_manual_clock_advance_saturates() {
+    // Advancing past the far future must not wrap the store clock back to the epoch (which
+    // would make every expired lease live again).
+    let clock = ManualClock::new(Timestamp(10));
+    clock.advance(Duration::MAX);
+    assert_eq!(idempotency_core::Clock::now(&clock), Timestamp(u64::MAX));
+    clock.advance(Duration::from_millis(5));
+    assert_eq!(idempotency_core::Clock::now(&clock), Timestamp(u64::MAX));
+}
+
+#[tokio::test]
+async fn scenario_16_refresh_under_reject_policy_does_not_replace_other_inputs() {
+    use idempotency_core::{FingerprintPolicy, KeyEncoder};
+    let m = IdempotencyManager::builder(MemoryStorage::new())
+        .fingerprint_policy(FingerprintPolicy::Reject)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let custom = |arg: u8| {
+        let mut e = KeyEncoder::new("tests::refresh-reject", 1);
+        e.custom_key("k").arg(&arg);
+        Call::new(e.finish().unwrap_or_else(|e| panic!("{e}")))
+    };
+    m.execute(&custom(1), || async { 1_u8 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = m.execute(&custom(2).refresh(), || async { 2_u8 }).await;
+    assert_eq!(
+        r.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::FingerprintMismatch)
+    );
+    // The same inputs may refresh.
+    let o = m
+        .execute(&custom(1).refresh(), || async { 3_u8 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!o.is_replayed() && o.value == 3);
+}
+
+#[test]
+fn scenario_9_panic_in_the_results_serialize_releases_the_claim() {
+    #[derive(Debug, serde::Deserialize)]
+    struct Explodes;
+    impl serde::Serialize for Explodes {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            panic!("serialize exploded")
+        }
+    }
+    let m = IdempotencyManager::new(MemoryStorage::new());
+    let c = call("explodes");
+    let (m2, c2) = (m.clone(), c.clone());
+    let joined = std::thread::spawn(move || m2.execute_sync(&c2, || Explodes)).join();
+    assert!(joined.is_err(), "the panic is resumed");
+    let status = idempotency_core::block_on(m.status(&c.key)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.is_none(), "no Pending record is left behind");
+}
+
+#[test]
+fn scenario_8_a_failed_release_still_returns_the_callers_own_error() {
+    // A store whose release always fails: the transient error still reaches the caller.
+    #[derive(Debug, Clone, Default)]
+    struct NoRelease(MemoryStorage);
+    impl Storage for NoRelease {
+        async fn try_claim(&self, k: &IdempotencyKey, r: &ClaimRequest) -> Result<Claim> {
+            Storage::try_claim(&self.0, k, r).await
+        }
+        async fn complete(
+            &self,
+            k: &IdempotencyKey,
+            o: &idempotency_core::Owner,
+            b: &[u8],
+            t: Duration,
+        ) -> Result<idempotency_core::Record> {
+            Storage::complete(&self.0, k, o, b, t).await
+        }
+        async fn fail(
+            &self,
+            k: &IdempotencyKey,
+            o: &idempotency_core::Owner,
+            e: &idempotency_core::RecordError,
+            t: Duration,
+        ) -> Result<idempotency_core::Record> {
+            Storage::fail(&self.0, k, o, e, t).await
+        }
+        async fn release(&self, _: &IdempotencyKey, _: &idempotency_core::Owner) -> Result<bool> {
+            Err(idempotency_core::Error::storage(
+                "release",
+                std::io::Error::other("down"),
+            ))
+        }
+        async fn renew(
+            &self,
+            k: &IdempotencyKey,
+            o: &idempotency_core::Owner,
+            l: Duration,
+        ) -> Result<Timestamp> {
+            Storage::renew(&self.0, k, o, l).await
+        }
+        async fn get(&self, k: &IdempotencyKey) -> Result<Option<idempotency_core::Observed>> {
+            Storage::get(&self.0, k).await
+        }
+        async fn delete(&self, k: &IdempotencyKey) -> Result<bool> {
+            Storage::delete(&self.0, k).await
+        }
+        async fn purge_expired(&self) -> Result<u64> {
+            Storage::purge_expired(&self.0).await
+        }
+    }
+    let m = IdempotencyManager::new(NoRelease::default());
+    let c = call("no-release").cache_failures(false);
+    let o = m
+        .try_execute_sync(&c, || Err::<u8, String>("timeout".into()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.value, Err("timeout".to_string()));
+    assert_eq!(m.stats().store_errors, 1);
+}

@@ -59,6 +59,12 @@ end
 local function n16(n)
   return string.format('%016d', n)
 end
+-- whether v (which starts with the magic) has this layout: long enough, and its token and
+-- times (bytes 24..103) are decimal digits; other values are returned for the client to
+-- report as corrupt, never computed with (a Lua error would read as "store unavailable")
+local function well_formed(v)
+  return #v >= 135 and string.find(string.sub(v, 24, 103), '^%d+$') ~= nil
+end
 -- created and until of a well-formed value at key k (resolving the fast path's zeros)
 local function times(k, v)
   local created, until_ms = tonumber(string.sub(v, 40, 55)), tonumber(string.sub(v, 56, 71))
@@ -95,7 +101,7 @@ local cur = redis.pcall('GET', KEYS[1])
 if type(cur) == 'table' then return {3, now} end
 local token, takeover = 1, 0
 if cur then
-  if string.sub(cur, 1, 5) ~= ARGV[1] or #cur < 135 then return {0, now, cur} end
+  if string.sub(cur, 1, 5) ~= ARGV[1] or not well_formed(cur) then return {0, now, cur} end
   local created, until_ms = times(KEYS[1], cur)
   local status, old = string.sub(cur, 6, 6), tonumber(string.sub(cur, 24, 39))
   if now < until_ms then
@@ -127,7 +133,7 @@ return {1, now, until_ms, takeover, token}
 /// Returns `{0}` (refused: lease lost) or `{1, now, created, until, fingerprint}`.
 const FINISH: &str = r#"
 local cur = redis.pcall('GET', KEYS[1])
-if type(cur) ~= 'string' or #cur < 135 or string.sub(cur, 1, 6) ~= ARGV[1]
+if type(cur) ~= 'string' or not well_formed(cur) or string.sub(cur, 1, 6) ~= ARGV[1]
   or string.sub(cur, 7, 39) ~= ARGV[2] then
   return {0}
 end
@@ -168,7 +174,7 @@ return 0
 const RENEW: &str = r#"
 local now = now_ms()
 local cur = redis.pcall('GET', KEYS[1])
-if type(cur) ~= 'string' or #cur < 135 or string.sub(cur, 1, 6) ~= ARGV[1]
+if type(cur) ~= 'string' or not well_formed(cur) or string.sub(cur, 1, 6) ~= ARGV[1]
   or string.sub(cur, 7, 39) ~= ARGV[2] then
   return {0, now}
 end
@@ -189,7 +195,7 @@ local now = now_ms()
 local cur = redis.pcall('GET', KEYS[1])
 if type(cur) == 'table' then return {now, false, 1} end
 if not cur then return {now} end
-if string.sub(cur, 1, 5) ~= ARGV[1] or #cur < 135 then return {now, cur} end
+if string.sub(cur, 1, 5) ~= ARGV[1] or not well_formed(cur) then return {now, cur} end
 local created, until_ms = times(KEYS[1], cur)
 return {now, cur, created, until_ms}
 "#;
@@ -212,7 +218,7 @@ for i, k in ipairs(KEYS) do
     out[i + 1] = {3, t}
   else
     local v = redis.call('GET', k)
-    if string.sub(v, 1, 5) == ARGV[1] and #v >= 135 then
+    if string.sub(v, 1, 5) == ARGV[1] and well_formed(v) then
       local created, until_ms = times(k, v)
       out[i + 1] = {1, v, created, until_ms}
     else

@@ -149,8 +149,16 @@ impl<F: Future> Future for InRuntime<'_, F> {
     }
 }
 
+/// The longest TTL or lease the store keeps, in ms (about 31 700 years; longer ones, up to
+/// `Duration::MAX`, are kept this long). Times in a value are 16 decimal digits and the
+/// scripts add them in Lua numbers (doubles, exact below 2^53), and Redis refuses an expiry
+/// past `i64::MAX` ms: `now + MAX_MILLIS` stays well inside all three.
+const MAX_MILLIS: u64 = 1_000_000_000_000_000;
+
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_MILLIS)
 }
 
 /// Whether a claim that failed with `e` may have been applied by Redis and should be retried

@@ -81,3 +81,79 @@ async fn scenario_21_every_key_has_a_ttl_after_completion() {
     let left = obs.time_to_live();
     assert!(left > Duration::ZERO && left <= ttl);
 }
+
+/// A TTL far beyond any real retention ("keep forever": `Duration::MAX`, or a few million
+/// years) is stored, replayed and keeps a valid expiry, as on the memory and file stores: it
+/// must not break the fixed-width value layout or Redis's expiry range after `f` ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_21_huge_ttls_are_stored_and_replayed() {
+    let Some(h) = RedisHarness::new() else { return };
+    let mut conn = h.target.sync_connection();
+    let huge = [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX / 1000),
+        Duration::from_millis(100_000_000_000_000_000), // ~3 million years
+    ];
+    for (i, ttl) in huge.into_iter().enumerate() {
+        let m = IdempotencyManager::builder(h.store.clone())
+            .default_ttl(ttl)
+            .failure_ttl(ttl)
+            .build()
+            .unwrap();
+        let c = Call::new(IdempotencyKey::derive("redis::s21-huge", 1, &i).unwrap());
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        for round in 0..2 {
+            let o = m
+                .execute(&c, || async {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    7_u32
+                })
+                .await
+                .unwrap_or_else(|e| panic!("ttl {ttl:?}, round {round}: {e}"));
+            assert_eq!(o.value, 7);
+            assert_eq!(o.is_replayed(), round == 1, "ttl {ttl:?}");
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let p = pttl(&mut conn, &h.store.record_key(&c.key));
+        assert!(p > 0, "ttl {ttl:?}: PTTL {p}");
+    }
+}
+
+/// A stored value in this store's layout whose fixed-width numbers are not digits is a corrupt
+/// record (fail closed, never "store unavailable", which the fail-open policy would run
+/// unprotected on every call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_26_layout_value_with_garbage_numbers_is_corrupt() {
+    let Some(h) = RedisHarness::new() else { return };
+    let mut conn = h.target.sync_connection();
+    let m = IdempotencyManager::builder(h.store.clone())
+        .on_store_error(idempotency::StoreErrorPolicy::FailOpen)
+        .build()
+        .unwrap();
+    for (i, status) in [b'P', b'S', b'F'].into_iter().enumerate() {
+        let c = Call::new(IdempotencyKey::derive("redis::s26-garbage", 1, &i).unwrap());
+        let mut value = vec![b'I', b'D', b'R', idempotency::Record::FORMAT_VERSION, b'r'];
+        value.push(status);
+        value.resize(200, b'x');
+        let _: () = redis::cmd("SET")
+            .arg(h.store.record_key(&c.key))
+            .arg(&value)
+            .query(&mut conn)
+            .unwrap();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let r = m
+            .execute(&c, || async {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                1_u8
+            })
+            .await;
+        let kind = r.as_ref().err().map(|e| e.kind());
+        assert_eq!(
+            kind,
+            Some(idempotency::ErrorKind::CorruptRecord),
+            "status {}: {r:?}",
+            status as char
+        );
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+}
