@@ -13,6 +13,9 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
+/// The events one test captured. Tests run in parallel threads; one process-wide subscriber
+/// (installed once, so callsite interest is never cached against a missing subscriber) routes
+/// each event to the buffer of the thread that emitted it.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
 
@@ -28,6 +31,24 @@ impl Captured {
     }
 }
 
+thread_local! {
+    static SINK: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's events going to `cap`.
+fn capture<R>(cap: &Captured, f: impl FnOnce() -> R) -> R {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        if tracing::subscriber::set_global_default(Router).is_err() {
+            panic!("another global subscriber is set");
+        }
+    });
+    SINK.with(|s| *s.borrow_mut() = Some(cap.clone()));
+    let r = f();
+    SINK.with(|s| *s.borrow_mut() = None);
+    r
+}
+
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
 impl Visit for Fields<'_> {
@@ -39,7 +60,9 @@ impl Visit for Fields<'_> {
     }
 }
 
-impl Subscriber for Captured {
+struct Router;
+
+impl Subscriber for Router {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
         m.target() == "idempotency"
     }
@@ -51,9 +74,13 @@ impl Subscriber for Captured {
     fn event(&self, e: &Event<'_>) {
         let mut fields = BTreeMap::new();
         e.record(&mut Fields(&mut fields));
-        if let Ok(mut v) = self.0.lock() {
-            v.push(fields);
-        }
+        SINK.with(|s| {
+            if let Some(cap) = s.borrow().as_ref() {
+                if let Ok(mut v) = cap.0.lock() {
+                    v.push(fields);
+                }
+            }
+        });
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
@@ -71,7 +98,7 @@ fn tracing_events_name_each_step_with_key_and_execution_id_never_inputs() {
         .pending_timeout(Duration::from_secs(1))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    tracing::subscriber::with_default(cap.clone(), || {
+    capture(&cap, || {
         let c = call("t::steps", 424_242);
         m.execute_sync(&c, || 1_u8)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -110,7 +137,7 @@ fn tracing_events_name_each_step_with_key_and_execution_id_never_inputs() {
         .on_store_error(idempotency_core::StoreErrorPolicy::FailOpen)
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    tracing::subscriber::with_default(cap.clone(), || {
+    capture(&cap, || {
         assert!(open.execute_sync(&call("t::down", 1), || 0_u8).is_ok());
     });
     let msgs = cap.messages();
@@ -159,7 +186,7 @@ fn fenced_out_write_is_traced_on_the_managed_path() {
     let c = call("t::fenced", 1);
     let m2 = m.clone();
     let c2 = c.clone();
-    tracing::subscriber::with_default(cap.clone(), || {
+    capture(&cap, || {
         let r = m.execute_sync(&c, || {
             // While this holder runs, its lease passes and another caller takes over.
             clock.advance(Duration::from_secs(2));
