@@ -261,7 +261,7 @@ fn scenario_30_soak_file_store() {
         tmp.path(),
         OPEN,
         &points,
-        soak::size(20_000),
+        soak::size(100_000),
         &|_| {},
     );
     assert!(fig.killed > 0, "the soak killed no child: {fig:?}");

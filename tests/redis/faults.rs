@@ -267,7 +267,7 @@ fn scenario_30_soak_redis_store() {
         tmp.path(),
         OPEN,
         &points,
-        soak::size(20_000),
+        soak::size(100_000),
         &pttl,
     );
     assert!(fig.killed > 0, "the soak killed no child: {fig:?}");
