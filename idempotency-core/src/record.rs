@@ -38,11 +38,35 @@ impl Timestamp {
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0)
     }
+
+    /// As RFC 3339 UTC with milliseconds: `2023-11-14T22:13:20.123Z` (proleptic Gregorian
+    /// calendar; civil-from-days after Howard Hinnant's algorithm).
+    pub fn to_rfc3339(self) -> String {
+        let ms = self.0;
+        let secs = ms / 1000;
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+            ms % 1000
+        )
+    }
 }
 
+/// Prints RFC 3339 UTC with milliseconds (see [`Timestamp::to_rfc3339`]).
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0)
+        f.write_str(&self.to_rfc3339())
     }
 }
 

@@ -7,28 +7,9 @@ use serde_json::{json, Value};
 
 use crate::error::{describe, kind_name};
 
-/// `ms` (milliseconds since the Unix epoch) as RFC 3339 UTC with milliseconds:
-/// `2023-11-14T22:13:20.000Z`. Civil-from-days after Howard Hinnant's algorithm.
+/// `t` as RFC 3339 UTC with milliseconds: `2023-11-14T22:13:20.000Z`.
 pub(crate) fn rfc3339(t: Timestamp) -> String {
-    let ms = t.as_millis();
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Days since 1970-01-01 to a proleptic Gregorian date.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        ms % 1000
-    )
+    t.to_rfc3339()
 }
 
 /// A duration as `1d 02h 03m 04.005s`, leading zero units left out.
