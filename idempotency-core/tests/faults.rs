@@ -14,8 +14,7 @@
 mod fault_common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,42 +119,6 @@ impl tracing::Subscriber for Captured {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-/// A tmpfs on `dir` (root only), unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-    fn remount(&self, opts: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", opts])
-            .arg(&self.0)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount {opts}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Outage {
     ReadOnly,
@@ -165,10 +128,10 @@ enum Outage {
 /// Makes the store at `dir` unwritable: a read-only remount or a full tmpfs where this process
 /// may mount (root); elsewhere the store directory removed under the open store (the store
 /// never re-creates it), an injected I/O error of the same kind.
-fn break_store(mount: Option<&Tmpfs>, dir: &Path, outage: Outage) -> &'static str {
+fn break_store(mount: Option<&fault_common::Tmpfs>, dir: &Path, outage: Outage) -> &'static str {
     match (mount, outage) {
         (Some(t), Outage::ReadOnly) => {
-            t.remount("remount,ro");
+            t.remount_read_only();
             "read-only tmpfs"
         }
         (Some(_), Outage::Full) => {
@@ -188,7 +151,7 @@ fn break_store(mount: Option<&Tmpfs>, dir: &Path, outage: Outage) -> &'static st
 fn fail_open_and_closed(outage: Outage) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let mount = Tmpfs::mount(&dir, "1m");
+    let mount = fault_common::Tmpfs::mount(&dir, "1m");
     let store = FileStorage::open(&dir).unwrap();
     let closed = IdempotencyManager::new(store.clone());
     let open = IdempotencyManager::builder(store)

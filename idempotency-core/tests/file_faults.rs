@@ -5,8 +5,7 @@
 
 mod file_common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -73,43 +72,6 @@ fn scenario_23_missing_directory_is_created_or_fails_naming_the_path() {
     assert!(!nested.exists());
 }
 
-/// A tmpfs mounted on a fresh directory, unmounted on drop. `None` where mounting is not
-/// permitted (not root).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-
-    fn remount_read_only(&self) {
-        let status = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// Whether this process can write where the mode bits say it cannot (root).
 fn ignores_permissions(dir: &Path) -> bool {
     let probe = dir.join("probe");
@@ -134,7 +96,7 @@ fn scenario_23_read_only_directory_fails_closed_but_replays() {
     let dir = tmp.path().join("ro");
     // As root, mode bits do not stop writes: use a tmpfs remounted read-only instead.
     let mount = if ignores_permissions(tmp.path()) {
-        Some(Tmpfs::mount(&dir, "4m").expect("root, but cannot mount a tmpfs"))
+        Some(file_common::Tmpfs::mount(&dir, "4m").expect("root, but cannot mount a tmpfs"))
     } else {
         None
     };
@@ -171,7 +133,7 @@ fn scenario_23_read_only_directory_fails_closed_but_replays() {
 fn scenario_23_and_24_full_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("full");
-    let Some(_mount) = Tmpfs::mount(&dir, "1m") else {
+    let Some(_mount) = file_common::Tmpfs::mount(&dir, "1m") else {
         // A full disk cannot be simulated without mounting; the error mapping is the same
         // `Error::Io` as the read-only case above.
         eprintln!("scenario 23/24 (full disk): mounting a tmpfs is not permitted here; not run");

@@ -8,6 +8,11 @@
 pub mod kill_matrix;
 pub mod soak;
 
+#[path = "../support/mod.rs"]
+mod support;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use support::{Kid, Tmpfs};
+
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,29 +40,6 @@ pub fn location() -> String {
 
 pub fn arg() -> String {
     std::env::var(ARG).expect("child without an argument")
-}
-
-/// A child process, SIGKILLed and reaped when dropped so a failing test leaves nothing behind.
-pub struct Kid(pub Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Kid {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Kid {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
 }
 
 /// Starts this test binary again running only `test`, as `role`, with extra environment.

@@ -2,6 +2,11 @@
 //! role), raw keys, directory listings.
 #![allow(dead_code)]
 
+#[path = "../support/mod.rs"]
+mod support;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use support::{Kid, Tmpfs};
+
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -26,30 +31,6 @@ pub fn child_dir() -> PathBuf {
 
 pub fn child_arg() -> String {
     std::env::var(ARG).expect("child without an argument")
-}
-
-/// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test leaves
-/// no process behind.
-pub struct Kid(pub Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Kid {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Kid {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
 }
 
 /// Starts this test binary again, running only `test` (which must dispatch on [`role`]), with
