@@ -13,10 +13,9 @@
 
 mod fault_common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fault_common::{kill_matrix, soak, Opener};
@@ -72,51 +71,19 @@ kill_cases! {
 // Scenario 23 on an unwritable file store: fail closed by default; fail open runs the function,
 // logs it and counts it.
 
-/// Captures the `idempotency` tracing events' fields.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+#[path = "support/capture.rs"]
+mod capture;
+use capture::{capture, Captured};
 
-impl Captured {
-    /// Asserts a warning was logged that `key` ran unprotected (fail-open).
-    fn assert_unprotected_warning(&self, key: &IdempotencyKey) {
-        let events = self.0.lock().unwrap().clone();
-        let warned = events.iter().any(|e| {
-            e.get("level").map(String::as_str) == Some("WARN")
-                && e.get("message").is_some_and(|m| m.contains("unprotected"))
-                && e.get("key").is_some_and(|k| k.contains(key.as_str()))
-        });
-        assert!(warned, "a warning names the key {key}: {events:?}");
-    }
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl tracing::Subscriber for Captured {
-    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
-        m.target() == "idempotency"
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, e: &tracing::Event<'_>) {
-        let mut fields = BTreeMap::new();
-        fields.insert("level".into(), e.metadata().level().to_string());
-        e.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(fields);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+/// Asserts a warning was logged that `key` ran unprotected (fail-open).
+fn assert_unprotected_warning(cap: &Captured, key: &IdempotencyKey) {
+    let events = cap.events();
+    let warned = events.iter().any(|e| {
+        e.get("level").map(String::as_str) == Some("WARN")
+            && e.get("message").is_some_and(|m| m.contains("unprotected"))
+            && e.get("key").is_some_and(|k| k.contains(key.as_str()))
+    });
+    assert!(warned, "a warning names the key {key}: {events:?}");
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +145,7 @@ fn fail_open_and_closed(outage: Outage) {
     // Fail open: it runs, unprotected, and says so three ways.
     let cap = Captured::default();
     let c = call("open");
-    let o = tracing::subscriber::with_default(cap.clone(), || {
+    let o = capture(&cap, || {
         open.execute_sync(&c, || runs.fetch_add(1, Ordering::SeqCst))
     })
     .unwrap();
@@ -186,7 +153,7 @@ fn fail_open_and_closed(outage: Outage) {
     assert!(o.provenance.unprotected && !o.is_replayed());
     let stats = open.stats();
     assert_eq!((stats.unprotected, stats.store_errors), (1, 1), "{stats:?}");
-    cap.assert_unprotected_warning(&c.key);
+    assert_unprotected_warning(&cap, &c.key);
 }
 
 #[cfg(unix)]
