@@ -255,18 +255,6 @@ pub fn manager_from<M: ManagerSource + ?Sized>(m: &M) -> Result<IdempotencyManag
     Ok(m.__idempotency_manager())
 }
 
-/// A `ttl` set on the function but no `pending_timeout`: the manager's lease (300 s by default)
-/// is capped at that TTL, so that `#[idempotent(ttl = 60)]` works without also lowering the
-/// lease (a record must outlive the lease that protects it).
-fn fit_lease(manager: &IdempotencyManager, mut call: Call) -> Call {
-    if let (Some(ttl), None) = (call.options.ttl, call.options.pending_timeout) {
-        if manager.config().pending_timeout() > ttl {
-            call.options.pending_timeout = Some(ttl);
-        }
-    }
-    call
-}
-
 /// Runs an async `-> T` function: `Ok(value)`, fresh or replayed, or the framework error.
 ///
 /// # Errors
@@ -282,7 +270,7 @@ where
     Fut: Future<Output = T>,
 {
     let manager = manager?;
-    let call = fit_lease(&manager, call?);
+    let call = call?;
     manager.execute(&call, f).await.map(Outcome::into_value)
 }
 
@@ -301,7 +289,7 @@ where
 {
     let run = async move {
         let manager = manager?;
-        let call = fit_lease(&manager, call?);
+        let call = call?;
         manager.try_execute(&call, f).await
     };
     match run.await {
@@ -324,7 +312,7 @@ where
     F: FnOnce() -> T,
 {
     let manager = manager?;
-    let call = fit_lease(&manager, call?);
+    let call = call?;
     manager.execute_sync(&call, f).map(Outcome::into_value)
 }
 
@@ -344,7 +332,7 @@ where
 {
     let run = || {
         let manager = manager?;
-        let call = fit_lease(&manager, call?);
+        let call = call?;
         manager.try_execute_sync(&call, f)
     };
     match run() {
