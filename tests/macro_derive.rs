@@ -65,7 +65,9 @@ fn scenario_17_derived_key_equals_the_serialize_key_for_every_shape() {
     };
     assert_eq!(via_normalize(&named), via_serialize(&named));
     assert_eq!(via_normalize(&Newtype(9)), via_serialize(&Newtype(9)));
-    assert_eq!(via_normalize(&Newtype(9)), via_serialize(&9_u64));
+    // A newtype struct is named in the key (key format 2), as serde presents it: it is not its
+    // inner value.
+    assert_ne!(via_normalize(&Newtype(9)), via_serialize(&9_u64));
     let t = Tuple(1, "x", true);
     assert_eq!(via_normalize(&t), via_serialize(&t));
     assert_eq!(via_normalize(&EmptyTuple()), via_serialize(&EmptyTuple()));

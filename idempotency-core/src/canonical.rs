@@ -1,25 +1,60 @@
-//! The canonical encoding that idempotency keys and fingerprints hash.
+//! The canonical encoding that idempotency keys and fingerprints hash (key format version 2, see
+//! [`KEY_FORMAT_VERSION`](crate::KEY_FORMAT_VERSION)).
 //!
 //! A `serde::Serializer` that writes one byte string per logical value, identical in every
-//! process and on every platform:
+//! process and on every platform. It is a self-describing, prefix-free code of the calls serde
+//! makes (serde's data model): every value, field and variant starts with a one-byte tag that
+//! says how the bytes after it are read, so the encoding could be parsed back into those calls.
+//! Two values therefore encode alike **exactly when serde presents them alike**, up to the
+//! normalizations listed below, and nothing else:
 //!
-//! - every value starts with a one-byte type tag, so values a user would call different never
-//!   share an encoding (the string `"10"` and the number `10`, `None` and `()`, a unit variant and
-//!   the next field);
-//! - integers of every width and sign are one type: the value as an `i128`, zigzag-encoded with
-//!   postcard's varint (LEB128); `10u8`, `10usize` and `10i64` encode alike, and `usize` is never
-//!   platform-sized. A `u128` above `i128::MAX` has its own tag;
-//! - floats are one type: an `f32` is widened to `f64` exactly; `-0.0` encodes as `0.0`; every NaN
-//!   encodes as the one quiet NaN `0x7ff8_0000_0000_0000` (so all NaNs are equal for keys);
+//! - every value starts with a type tag, so values a user would call different never share an
+//!   encoding (the string `"10"` and the number `10`, `None` and `()`, a newtype struct and its
+//!   inner value, a unit variant and the next field);
+//! - *normalized:* integers of every width and sign are one type: the value as an `i128`,
+//!   zigzag-encoded with postcard's varint (LEB128); `10u8`, `10usize` and `10i64` encode alike,
+//!   and `usize` is never platform-sized. A `u128` above `i128::MAX` has its own tag;
+//! - *normalized:* floats are one type: an `f32` is widened to `f64` exactly; `-0.0` encodes as
+//!   `0.0`; every NaN encodes as the one quiet NaN `0x7ff8_0000_0000_0000` (so all NaNs are equal
+//!   for keys);
 //! - strings and byte strings are length-prefixed (varint) and kept byte for byte: no Unicode
-//!   normalization, no case folding (`"é"` in NFC and NFD are different keys);
-//! - maps (every type serde serializes as a map, `HashMap` included) and sets (`HashSet`,
-//!   `BTreeSet`, recognised by the iterator type serde hands to `collect_seq`) are written in the
-//!   byte order of their encoded entries, whatever their insertion or iteration order;
-//! - sequences, tuples and structs are terminated by an end tag; struct field names and enum
-//!   variant names are not encoded (variant *indexes* are), so renaming a field keeps keys while
-//!   reordering fields or variants changes them. Bump the operation's version after such a change.
-//! - newtype structs are transparent, as in serde's data model.
+//!   normalization, no case folding (`"é"` in NFC and NFD are different keys). A value that
+//!   serializes as a string keys by that string: `rust_decimal`'s `1.50` and `1.5` are equal
+//!   numbers but different strings, so different keys (normalize them first, with
+//!   `Decimal::normalize` or a [`NormalizeKey`](crate::NormalizeKey) impl, to make them one key);
+//! - *normalized:* maps (every type serde serializes as a map: `HashMap`, `BTreeMap`, a struct
+//!   with a `#[serde(flatten)]` field) and sets (`HashSet`, `BTreeSet`, `IndexSet`, recognised by
+//!   the outermost type serde hands to `collect_seq`) are written in the byte order of their
+//!   encoded keys (set: elements), whatever their insertion or iteration order. Entries whose
+//!   keys encode alike (only a flattened struct repeats a key) keep serde's order;
+//! - names are encoded as serde presents them (after `#[serde(rename)]`): struct, tuple-struct,
+//!   unit-struct, newtype-struct and enum names, field names and variant names, plus variant
+//!   *indexes*. Renaming any of them, or reordering fields or variants, changes keys; a
+//!   `#[serde(rename = "old")]` keeps the old key;
+//! - a field serde skips with `#[serde(skip_serializing_if = ...)]` is written as "skipped"
+//!   with its name (serde calls `SerializeStruct::skip_field`), so `S { a: Some(5), b: None }`
+//!   and `S { a: None, b: Some(5) }` never share a key. A field skipped always
+//!   (`#[serde(skip)]`, `skip_serializing`) is not part of the value serde presents and leaves
+//!   no trace: it is not in the key. A variant marked `skip_serializing` fails to serialize, so
+//!   a key derived from it is an error (`Error::Encode`), never a shared key;
+//! - sequences, tuples, structs, maps and sets are terminated by an end tag.
+//!
+//! What serde does not show, no serializer can tell apart. Values that serde presents with the
+//! very same calls (up to the normalizations above) share a key:
+//!
+//! - the variants of an `#[serde(untagged)]` enum are presented as their contents only: unit
+//!   variants all as `()`, `A(u32)` and `B(u64)` as the same number, and struct variants as
+//!   structs named after the *enum*, so `A { id: u8 }` and `B { id: u8 }` alike. Contents of
+//!   different shapes, field names or newtype struct names stay apart;
+//! - a `#[serde(flatten)]` field's own structure is merged into the outer map: a flattened
+//!   `Option` that is `None` and one that is `Some` of a struct whose fields are all skipped
+//!   present as nothing; an entry that moves from one flattened map to another presents alike.
+//!
+//! Tag such enums (`#[serde(tag = "...")]` or the default external tagging) or write a
+//! [`NormalizeKey`](crate::NormalizeKey) impl when these values must have their own records.
+//!
+//! Version 1 of this encoding (before this crate's key format version 2) wrote neither names
+//! nor skipped fields, so structs that skipped different fields shared keys.
 
 use serde::ser::{self, Serialize};
 
@@ -40,9 +75,28 @@ pub(crate) mod tag {
     pub(crate) const MAP: u8 = 0x0c;
     pub(crate) const SET: u8 = 0x0d;
     pub(crate) const TUPLE: u8 = 0x0e;
+    /// A struct: its name, then `FIELD`/`SKIPPED` entries, then `END`.
     pub(crate) const STRUCT: u8 = 0x0f;
-    pub(crate) const VARIANT: u8 = 0x10;
+    // 0x10 was key format 1's variant tag (index only); not reused.
     pub(crate) const END: u8 = 0x11;
+    /// A unit struct: its name.
+    pub(crate) const UNIT_STRUCT: u8 = 0x12;
+    /// A newtype struct: its name, then the value.
+    pub(crate) const NEWTYPE_STRUCT: u8 = 0x13;
+    /// A tuple struct: its name, the values, then `END`.
+    pub(crate) const TUPLE_STRUCT: u8 = 0x14;
+    /// A struct field serde wrote: its name, then the value.
+    pub(crate) const FIELD: u8 = 0x15;
+    /// A struct field serde skipped (`skip_serializing_if`): its name.
+    pub(crate) const SKIPPED: u8 = 0x16;
+    /// A unit variant: the enum name, the variant index, the variant name.
+    pub(crate) const UNIT_VARIANT: u8 = 0x17;
+    /// A newtype variant: the variant header as for a unit variant, then the value.
+    pub(crate) const NEWTYPE_VARIANT: u8 = 0x18;
+    /// A tuple variant: the variant header, the values, then `END`.
+    pub(crate) const TUPLE_VARIANT: u8 = 0x19;
+    /// A struct variant: the variant header, `FIELD`/`SKIPPED` entries, then `END`.
+    pub(crate) const STRUCT_VARIANT: u8 = 0x1a;
 }
 
 /// The error a `Serialize` impl raised while being encoded canonically.
@@ -95,6 +149,39 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value.serialize(&mut Canonical { out })
 }
 
+/// The canonical encoding of `value` (see the module docs), as hashed into idempotency keys and
+/// fingerprints: for inspecting what a value contributes to its key, and for tests.
+///
+/// # Errors
+/// The error `value`'s `Serialize` impl raised (for example a `#[serde(skip_serializing)]`
+/// variant, or a map key serde refuses).
+pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(64);
+    encode_into(&mut out, value)?;
+    Ok(out)
+}
+
+/// Writes a name (of a type, field or variant) as serde presents it: length-prefixed bytes.
+pub(crate) fn write_name(out: &mut Vec<u8>, name: &str) {
+    write_len_prefixed(out, name.as_bytes());
+}
+
+/// Writes an enum variant's header: `kind` (one of the `*_VARIANT` tags), the enum name, the
+/// variant index and the variant name.
+pub(crate) fn write_variant(out: &mut Vec<u8>, kind: u8, name: &str, index: u32, variant: &str) {
+    out.push(kind);
+    write_name(out, name);
+    write_varint_u128(out, u128::from(index));
+    write_name(out, variant);
+}
+
+/// Writes a struct field's header: `FIELD` and its name (the value follows), or `SKIPPED` and
+/// its name.
+pub(crate) fn write_field(out: &mut Vec<u8>, kind: u8, name: &str) {
+    out.push(kind);
+    write_name(out, name);
+}
+
 /// The canonical serializer (see the module docs for the rules).
 pub(crate) struct Canonical<'a> {
     pub(crate) out: &'a mut Vec<u8>,
@@ -116,13 +203,17 @@ fn is_set_type_name(name: &str) -> bool {
     matches!(last, "HashSet" | "BTreeSet" | "IndexSet")
 }
 
-/// Collects the encodings of entries, then writes them sorted: the order of a map or set never
-/// depends on insertion or hashing.
+/// Collects the encodings of entries, then writes them sorted by their keys: the order of a map
+/// or set never depends on insertion or hashing. The sort is stable, so entries whose keys
+/// encode alike (a flattened struct's field and a flattened map's entry of the same name) keep
+/// serde's order.
 pub(crate) struct Sorted<'a> {
     out: &'a mut Vec<u8>,
     scratch: Vec<u8>,
-    bounds: Vec<(usize, usize)>,
+    /// Per entry: its start, the end of its key, its end (in `scratch`).
+    bounds: Vec<(usize, usize, usize)>,
     entry_start: usize,
+    key_end: Option<usize>,
 }
 
 impl<'a> Sorted<'a> {
@@ -133,6 +224,7 @@ impl<'a> Sorted<'a> {
             scratch: Vec::new(),
             bounds: Vec::new(),
             entry_start: 0,
+            key_end: None,
         }
     }
 
@@ -142,18 +234,27 @@ impl<'a> Sorted<'a> {
         })
     }
 
+    fn end_key(&mut self) {
+        self.key_end = Some(self.scratch.len());
+    }
+
     fn close_entry(&mut self) {
-        self.bounds.push((self.entry_start, self.scratch.len()));
-        self.entry_start = self.scratch.len();
+        let end = self.scratch.len();
+        let key_end = self.key_end.take().unwrap_or(end);
+        self.bounds.push((self.entry_start, key_end, end));
+        self.entry_start = end;
     }
 
     fn finish(mut self) {
         let scratch = &self.scratch;
+        // Stable: entries with equal keys keep serde's order.
         self.bounds
-            .sort_unstable_by(|a, b| scratch[a.0..a.1].cmp(&scratch[b.0..b.1]));
-        for &(start, end) in &self.bounds {
+            .sort_by(|a, b| scratch[a.0..a.1].cmp(&scratch[b.0..b.1]));
+        for &(start, _, end) in &self.bounds {
             self.out.extend_from_slice(&scratch[start..end]);
         }
+        // Bytes written after the last complete entry (a key without its value) still count.
+        self.out.extend_from_slice(&scratch[self.entry_start..]);
         self.out.push(tag::END);
     }
 }
@@ -257,33 +358,37 @@ impl<'a> ser::Serializer for &'a mut Canonical<'_> {
         self.out.push(tag::UNIT);
         Ok(())
     }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), CanonicalError> {
-        self.serialize_unit()
+    fn serialize_unit_struct(self, name: &'static str) -> Result<(), CanonicalError> {
+        self.out.push(tag::UNIT_STRUCT);
+        write_name(self.out, name);
+        Ok(())
     }
     fn serialize_unit_variant(
         self,
-        _name: &'static str,
+        name: &'static str,
         variant_index: u32,
-        _variant: &'static str,
+        variant: &'static str,
     ) -> Result<(), CanonicalError> {
-        write_variant(self.out, variant_index);
+        write_variant(self.out, tag::UNIT_VARIANT, name, variant_index, variant);
         Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _name: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<(), CanonicalError> {
+        self.out.push(tag::NEWTYPE_STRUCT);
+        write_name(self.out, name);
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
-        _name: &'static str,
+        name: &'static str,
         variant_index: u32,
-        _variant: &'static str,
+        variant: &'static str,
         value: &T,
     ) -> Result<(), CanonicalError> {
-        write_variant(self.out, variant_index);
+        write_variant(self.out, tag::NEWTYPE_VARIANT, name, variant_index, variant);
         value.serialize(self)
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self, CanonicalError> {
@@ -318,46 +423,41 @@ impl<'a> ser::Serializer for &'a mut Canonical<'_> {
     }
     fn serialize_tuple_struct(
         self,
-        _name: &'static str,
+        name: &'static str,
         _len: usize,
     ) -> Result<Self, CanonicalError> {
-        self.out.push(tag::TUPLE);
+        self.out.push(tag::TUPLE_STRUCT);
+        write_name(self.out, name);
         Ok(self)
     }
     fn serialize_tuple_variant(
         self,
-        _name: &'static str,
+        name: &'static str,
         variant_index: u32,
-        _variant: &'static str,
+        variant: &'static str,
         _len: usize,
     ) -> Result<Self, CanonicalError> {
-        write_variant(self.out, variant_index);
-        self.out.push(tag::TUPLE);
+        write_variant(self.out, tag::TUPLE_VARIANT, name, variant_index, variant);
         Ok(self)
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Sorted<'a>, CanonicalError> {
         Ok(Sorted::new(self.out, tag::MAP))
     }
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, CanonicalError> {
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Self, CanonicalError> {
         self.out.push(tag::STRUCT);
+        write_name(self.out, name);
         Ok(self)
     }
     fn serialize_struct_variant(
         self,
-        _name: &'static str,
+        name: &'static str,
         variant_index: u32,
-        _variant: &'static str,
+        variant: &'static str,
         _len: usize,
     ) -> Result<Self, CanonicalError> {
-        write_variant(self.out, variant_index);
-        self.out.push(tag::STRUCT);
+        write_variant(self.out, tag::STRUCT_VARIANT, name, variant_index, variant);
         Ok(self)
     }
-}
-
-pub(crate) fn write_variant(out: &mut Vec<u8>, index: u32) {
-    out.push(tag::VARIANT);
-    write_varint_u128(out, u128::from(index));
 }
 
 macro_rules! sequence_like {
@@ -390,10 +490,16 @@ macro_rules! struct_like {
             type Error = CanonicalError;
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
-                _key: &'static str,
+                key: &'static str,
                 value: &T,
             ) -> Result<(), CanonicalError> {
+                write_field(self.out, tag::FIELD, key);
                 value.serialize(&mut **self)
+            }
+            /// serde skipped this field (`skip_serializing_if`): it leaves its name as a trace.
+            fn skip_field(&mut self, key: &'static str) -> Result<(), CanonicalError> {
+                write_field(self.out, tag::SKIPPED, key);
+                Ok(())
             }
             fn end(self) -> Result<(), CanonicalError> {
                 self.out.push(tag::END);
@@ -409,7 +515,9 @@ impl ser::SerializeMap for Sorted<'_> {
     type Ok = ();
     type Error = CanonicalError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
-        self.push_part(key)
+        self.push_part(key)?;
+        self.end_key();
+        Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
         self.push_part(value)?;

@@ -13,8 +13,27 @@ pub const MAX_CUSTOM_KEY_BYTES: usize = 255;
 /// Longest accepted operation name, in bytes.
 pub const MAX_OPERATION_BYTES: usize = 200;
 
-const KEY_DOMAIN: &[u8] = b"idempotency/key/v1\0";
-const FINGERPRINT_DOMAIN: &[u8] = b"idempotency/fingerprint/v1\0";
+/// The key format version of this crate: the version of the [`canonical`](crate::canonical)
+/// encoding and of the key and fingerprint derivation, hashed into every key (as the domain tags
+/// `idempotency/key/v2` and `idempotency/fingerprint/v2`).
+///
+/// A new format version changes every key and fingerprint. Records written under an older format
+/// are not found by the new keys: after a deploy that changes it, each operation whose record
+/// is still within its TTL runs at most once more (its retry derives the new key, finds no
+/// record and executes), and the old records expire on their own.
+///
+/// - 2: field names, skipped fields (`skip_serializing_if`), type and variant names and newtype
+///   structs enter the encoding; maps sort by key, stably (issue 12).
+/// - 1: the first format.
+pub const KEY_FORMAT_VERSION: u32 = 2;
+
+const KEY_DOMAIN: &[u8] = b"idempotency/key/v2\0";
+const FINGERPRINT_DOMAIN: &[u8] = b"idempotency/fingerprint/v2\0";
+// The domain tags spell the format version.
+const _: () = assert!(
+    KEY_DOMAIN[17] == b'0' + KEY_FORMAT_VERSION as u8
+        && FINGERPRINT_DOMAIN[25] == b'0' + KEY_FORMAT_VERSION as u8
+);
 
 /// The identity of one logical operation: `operation_name:32_hex_chars`.
 ///
@@ -23,7 +42,7 @@ const FINGERPRINT_DOMAIN: &[u8] = b"idempotency/fingerprint/v1\0";
 /// An [`IdempotencyKey`] is `operation_name:32_hex_chars`: the operation name, a colon, then the
 /// first 128 bits of a SHA-256, in lowercase hex. The SHA-256 input is, in this order:
 ///
-/// 1. the domain tag `idempotency/key/v1\0`;
+/// 1. the domain tag `idempotency/key/v2\0` (v2 is [`KEY_FORMAT_VERSION`]);
 /// 2. the operation name and the operation version (a `u32`), which is how type identity enters
 ///    the hash: the canonical encoding is not self-describing about Rust types, so two functions
 ///    (or two versions of one function) never share keys because their names or versions differ;
@@ -384,9 +403,11 @@ fn format_key(operation: &str, digest: &[u8; 32]) -> String {
 
 /// Writes a value into the canonical encoding by hand, for [`NormalizeKey`] impls.
 ///
-/// The structure calls mirror serde's data model, so a type whose `NormalizeKey` impl writes
-/// every field (as `#[derive(NormalizeKey)]` does without `skip` or `with`) gets the same key as
-/// through its `Serialize` impl.
+/// The structure calls mirror serde's data model, names included, so a type whose
+/// `NormalizeKey` impl writes every field with serde's names (as `#[derive(NormalizeKey)]` does
+/// without `skip`, `with` or serde attributes that rename) gets the same key as through its
+/// `Serialize` impl. Names are the names serde presents (after `#[serde(rename)]`); every call
+/// that opens a struct, tuple or struct/tuple variant is closed with [`end`](Self::end).
 #[derive(Debug)]
 pub struct KeyWriter<'a> {
     out: &'a mut Vec<u8>,
@@ -413,25 +434,60 @@ impl KeyWriter<'_> {
     ) -> std::result::Result<(), CanonicalError> {
         v.normalize_key(self)
     }
-    /// Opens a struct with named fields (serde `serialize_struct`); close it with [`end`](Self::end).
-    pub fn begin_struct(&mut self) {
+    /// Opens a struct with named fields (serde `serialize_struct`); write each field with
+    /// [`field`](Self::field) and its value, and close it with [`end`](Self::end).
+    pub fn begin_struct(&mut self, name: &str) {
         self.out.push(tag::STRUCT);
+        canonical::write_name(self.out, name);
     }
-    /// Opens a tuple struct (serde `serialize_tuple_struct`); close it with [`end`](Self::end).
-    pub fn begin_tuple(&mut self) {
-        self.out.push(tag::TUPLE);
+    /// Starts a field of a struct or struct variant (serde `serialize_field`); write its value
+    /// next.
+    pub fn field(&mut self, name: &str) {
+        canonical::write_field(self.out, tag::FIELD, name);
+    }
+    /// Marks a field as skipped (serde `skip_field`, from `skip_serializing_if`): it leaves its
+    /// name in the key, so values that skip different fields never share a key.
+    pub fn skip_field(&mut self, name: &str) {
+        canonical::write_field(self.out, tag::SKIPPED, name);
+    }
+    /// Opens a tuple struct (serde `serialize_tuple_struct`); write each value, then close it
+    /// with [`end`](Self::end).
+    pub fn begin_tuple_struct(&mut self, name: &str) {
+        self.out.push(tag::TUPLE_STRUCT);
+        canonical::write_name(self.out, name);
+    }
+    /// Writes a newtype struct's header (serde `serialize_newtype_struct`); write its one value
+    /// next.
+    pub fn newtype_struct(&mut self, name: &str) {
+        self.out.push(tag::NEWTYPE_STRUCT);
+        canonical::write_name(self.out, name);
     }
     /// Writes a unit struct (serde `serialize_unit_struct`).
-    pub fn unit(&mut self) {
-        self.out.push(tag::UNIT);
+    pub fn unit_struct(&mut self, name: &str) {
+        self.out.push(tag::UNIT_STRUCT);
+        canonical::write_name(self.out, name);
     }
-    /// Writes an enum variant header by index (serde's `variant_index`). For a unit variant that
-    /// is all; a newtype variant writes its one value next; a tuple or struct variant calls
-    /// [`begin_tuple`](Self::begin_tuple) or [`begin_struct`](Self::begin_struct) next.
-    pub fn variant(&mut self, index: u32) {
-        canonical::write_variant(self.out, index);
+    /// Writes a unit variant (serde `serialize_unit_variant`): the enum's name, the variant's
+    /// index (serde's `variant_index`, its position among all variants) and its name.
+    pub fn unit_variant(&mut self, name: &str, index: u32, variant: &str) {
+        canonical::write_variant(self.out, tag::UNIT_VARIANT, name, index, variant);
     }
-    /// Closes a struct or tuple.
+    /// Writes a newtype variant's header (serde `serialize_newtype_variant`); write its one value
+    /// next.
+    pub fn newtype_variant(&mut self, name: &str, index: u32, variant: &str) {
+        canonical::write_variant(self.out, tag::NEWTYPE_VARIANT, name, index, variant);
+    }
+    /// Opens a tuple variant (serde `serialize_tuple_variant`); write each value, then close it
+    /// with [`end`](Self::end).
+    pub fn begin_tuple_variant(&mut self, name: &str, index: u32, variant: &str) {
+        canonical::write_variant(self.out, tag::TUPLE_VARIANT, name, index, variant);
+    }
+    /// Opens a struct variant (serde `serialize_struct_variant`); write each field with
+    /// [`field`](Self::field) and its value, then close it with [`end`](Self::end).
+    pub fn begin_struct_variant(&mut self, name: &str, index: u32, variant: &str) {
+        canonical::write_variant(self.out, tag::STRUCT_VARIANT, name, index, variant);
+    }
+    /// Closes a struct, tuple struct, tuple variant or struct variant.
     pub fn end(&mut self) {
         self.out.push(tag::END);
     }

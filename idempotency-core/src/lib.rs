@@ -33,7 +33,7 @@ pub use error::{BoxDynError, Error, ErrorKind, Result};
 pub use file::{Durability, FileStorage, FileStorageBuilder};
 pub use key::{
     validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,
-    NormalizeKey, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
+    NormalizeKey, KEY_FORMAT_VERSION, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 pub use manager::{
     Begin, Call, CallOptions, ConflictPolicy, FingerprintPolicy, IdempotencyManager,

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use idempotency_core::{ErrorKind, IdempotencyKey, KeyEncoder};
+use idempotency_core::{canonical, ErrorKind, IdempotencyKey, KeyEncoder, KEY_FORMAT_VERSION};
 use proptest::prelude::*;
+use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -61,8 +62,50 @@ fn order() -> Order {
     }
 }
 
+/// Optional fields that serde skips when `None` (issue 12, item 3).
+#[derive(Serialize)]
+struct Sparse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Flattened {
+    id: u8,
+    #[serde(flatten)]
+    sparse: Sparse,
+    #[serde(flatten)]
+    extra: BTreeMap<String, u32>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Untagged {
+    Card { last4: u16 },
+    Iban { suffix: u16 },
+    Meters(Meters),
+    Plain(u32),
+}
+
+#[derive(Serialize)]
+struct Meters(u32);
+
+#[derive(Serialize)]
+struct Marker;
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum Tagged {
+    New { id: u32 },
+    Gone,
+}
+
 /// The vectors every build must reproduce: any change to key derivation fails this test. To
-/// change derivation on purpose, bump the domain tag in key.rs and regenerate these.
+/// change derivation on purpose, bump `KEY_FORMAT_VERSION` and the domain tags in key.rs, and
+/// regenerate these (`IDEMPOTENCY_PRINT_GOLDEN=1 cargo test -p idempotency-core --test keys
+/// golden -- --nocapture`). Key format 2 regenerated every vector below (issue 12).
 fn golden_inputs() -> Vec<(&'static str, String)> {
     let uuid = Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8);
     let mut nested = BTreeMap::new();
@@ -101,6 +144,69 @@ fn golden_inputs() -> Vec<(&'static str, String)> {
             ),
         ),
         ("set", key("golden::set", &set)),
+        (
+            "skipped_b",
+            key(
+                "golden::sparse",
+                &Sparse {
+                    a: Some(5),
+                    b: None,
+                },
+            ),
+        ),
+        (
+            "skipped_a",
+            key(
+                "golden::sparse",
+                &Sparse {
+                    a: None,
+                    b: Some(5),
+                },
+            ),
+        ),
+        (
+            "flatten",
+            key(
+                "golden::flatten",
+                &Flattened {
+                    id: 1,
+                    sparse: Sparse {
+                        a: None,
+                        b: Some(2),
+                    },
+                    extra: BTreeMap::from([("id".to_owned(), 3)]),
+                },
+            ),
+        ),
+        (
+            "untagged_struct",
+            key("golden::untagged", &Untagged::Iban { suffix: 1234 }),
+        ),
+        (
+            "untagged_newtype",
+            key("golden::untagged", &Untagged::Meters(Meters(5))),
+        ),
+        (
+            "untagged_plain",
+            key("golden::untagged", &Untagged::Plain(5)),
+        ),
+        (
+            "internally_tagged",
+            key("golden::tagged", &(Tagged::New { id: 42 }, Tagged::Gone)),
+        ),
+        ("unit_struct", key("golden::unit_struct", &Marker)),
+        (
+            "nested_options",
+            key(
+                "golden::nested_opt",
+                &(None::<Option<u8>>, Some(None::<u8>), Some(Some(())), ()),
+            ),
+        ),
+        (
+            "decimal_1_50",
+            key("golden::decimal", &Decimal::new(150, 2)),
+        ),
+        ("decimal_1_5", key("golden::decimal", &Decimal::new(15, 1))),
         ("scoped", {
             let mut e = KeyEncoder::new("golden::scoped", 3);
             e.scope("tenant-42").arg(&1200_u64).arg("EUR");
@@ -115,31 +221,113 @@ fn golden_inputs() -> Vec<(&'static str, String)> {
 }
 
 const GOLDEN: &[(&str, &str)] = &[
-    ("unit", "golden::unit:7ff05489ed4552e5314bfa9061621fe5"),
-    ("u64", "golden::int:a630ba50c21957554064d55752b09ccd"),
-    ("string", "golden::str:ad593394b560ab715fc79497c83dcc41"),
-    ("unicode", "golden::str:632efa45a830d6c87ba8b2f4b23bfdb1"),
-    ("floats", "golden::float:57737ee9949ac1455a6edf01b735b40a"),
-    ("options", "golden::opt:0fad3de4993fe11788bffe5453add68a"),
-    ("uuid", "golden::uuid:4adf7c44bae4d634a3f85c8479d9df9a"),
-    ("nested", "golden::nested:6f7ae93a1bfc6a0158a8da6e0a1cea3a"),
+    ("unit", "golden::unit:2674d3b91c03bf69272852fc19612869"),
+    ("u64", "golden::int:6c2e627af00883a96be5fc6ad8c92664"),
+    ("string", "golden::str:c7e1f9a2eed931a9a8eb3058823a0ee4"),
+    ("unicode", "golden::str:ca06e3cdab8c8c91163499ba1029f3b2"),
+    ("floats", "golden::float:429da2b878929fe76ce1e2406cebd16b"),
+    ("options", "golden::opt:246b186104a5e12f818bf413537d7309"),
+    ("uuid", "golden::uuid:d443d68b41eb5b7801e257bbd6ef8a3e"),
+    ("nested", "golden::nested:2251a42239ba9bb93da5a03505b0093f"),
     (
         "struct_with_map",
-        "golden::order:05c9d24e5ea30ee1666dfa08faefb4c9",
+        "golden::order:22a6d14a6f05c9ab5257a172904bcbb3",
     ),
-    ("enum_text", "golden::enum:a9bafc27a6b90fdb51f967428d1b0b4f"),
+    ("enum_text", "golden::enum:fd0fc80dc03f3df094a541d43da11982"),
     (
         "enum_number",
-        "golden::enum:ff2cad1d0d1cc71f4fef7a437c998f47",
+        "golden::enum:4a1c49d8aa7d431ef72fe484dab29166",
     ),
     (
         "enum_struct",
-        "golden::enum:e6e01372b13eada40f2c399f44dc8aaa",
+        "golden::enum:fd1e6b3746f44bd37568d38125aaa842",
     ),
-    ("set", "golden::set:be02416d313c586bea690ea86bc17c6a"),
-    ("scoped", "golden::scoped:32de60a0a7f77c5b7fa7fe9d94c69d6a"),
-    ("custom", "golden::custom:84237e104ef41c13f165dfc851786b06"),
+    ("set", "golden::set:cba2194509a410c252f4fdec6e115581"),
+    (
+        "skipped_b",
+        "golden::sparse:bb2a1b0f6ab9a6e6e8feb92eb8151bc3",
+    ),
+    (
+        "skipped_a",
+        "golden::sparse:34ff9abf65117f0d589e7d92897b0f7b",
+    ),
+    (
+        "flatten",
+        "golden::flatten:cee28ebfc4424f6b3aad0bd4e4e59ce7",
+    ),
+    (
+        "untagged_struct",
+        "golden::untagged:f7f2acf5833b2c8bb723ff8d19bd3166",
+    ),
+    (
+        "untagged_newtype",
+        "golden::untagged:a8756ed2e39b98bb9864bed0692514f4",
+    ),
+    (
+        "untagged_plain",
+        "golden::untagged:878fa3ae04a36dfa0a50b8b179d8b891",
+    ),
+    (
+        "internally_tagged",
+        "golden::tagged:9b2be988d9820542f0be2b6525599e07",
+    ),
+    (
+        "unit_struct",
+        "golden::unit_struct:51cf2b2a7163a1ca94e7c1049df8de3a",
+    ),
+    (
+        "nested_options",
+        "golden::nested_opt:d5aeafa96ace50d2eecd43c72f63b087",
+    ),
+    (
+        "decimal_1_50",
+        "golden::decimal:41c0f1a953c4552083af2ea9ba51c098",
+    ),
+    (
+        "decimal_1_5",
+        "golden::decimal:79a84f167423e915538604da888299c1",
+    ),
+    ("scoped", "golden::scoped:aa0cc2871ddd9c9e8f256881ffbd72a3"),
+    ("custom", "golden::custom:e11100f22bf183a6b33a16c01f18a589"),
 ];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn encoding<T: Serialize + ?Sized>(v: &T) -> String {
+    hex(&canonical::to_bytes(v).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The bytes of key format 2, derived by hand from the tag table in canonical.rs: names are
+/// length-prefixed, a skipped field leaves `16 <name>`, a newtype struct is named.
+#[test]
+fn golden_encoding_bytes() {
+    // STRUCT "Sparse", FIELD "a" SOME INT(5), SKIPPED "b", END.
+    assert_eq!(
+        encoding(&Sparse {
+            a: Some(5),
+            b: None
+        }),
+        "0f065370617273651501610a030a16016211"
+    );
+    // STRUCT "Tagged", FIELD "type" STR "New", FIELD "id" INT(42), END.
+    assert_eq!(
+        encoding(&Tagged::New { id: 42 }),
+        "0f0654616767656415047479706507034e657715026964035411",
+    );
+    // NEWTYPE_STRUCT "Meters" INT(5): not the bare number.
+    assert_eq!(encoding(&Meters(5)), "13064d6574657273030a");
+    assert_eq!(encoding(&5_u32), "030a");
+    // NEWTYPE_VARIANT "Payload" #0 "Text", STR "10".
+    assert_eq!(
+        encoding(&Payload::Text("10".into())),
+        "18075061796c6f616400045465787407023130",
+    );
+    // A decimal is its string: 1.50 and 1.5 are different keys.
+    assert_eq!(encoding(&Decimal::new(150, 2)), "0704312e3530");
+    assert_eq!(encoding(&Decimal::new(15, 1)), "0703312e35");
+}
 
 #[test]
 fn golden_key_vectors() {
@@ -149,6 +337,7 @@ fn golden_key_vectors() {
             println!("    (\"{name}\", \"{k}\"),");
         }
     }
+    assert_eq!(KEY_FORMAT_VERSION, 2, "the vectors pin key format 2");
     assert!(GOLDEN.len() >= 10, "at least 10 golden vectors");
     for (name, expected) in GOLDEN {
         let got = actual
@@ -401,4 +590,152 @@ fn scenario_17_sequences_of_sets_keep_their_order() {
     hs2.insert(vec![1]);
     assert_eq!(key("t", &hs), key("t", &hs2));
     assert_eq!(key("t", &s1), key("t", &s1.clone()));
+}
+
+/// Issue 12, item 3: `skip_serializing_if` fields leave a trace, so two structs that each skip a
+/// different field never share a key.
+#[test]
+fn scenario_17_skipped_fields_never_share_a_key() {
+    #[derive(Serialize)]
+    struct S {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        a: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        b: Option<u32>,
+    }
+    let a_set = IdempotencyKey::derive(
+        "t::s",
+        1,
+        &S {
+            a: Some(5),
+            b: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let b_set = IdempotencyKey::derive(
+        "t::s",
+        1,
+        &S {
+            a: None,
+            b: Some(5),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(a_set.key, b_set.key);
+    assert_ne!(a_set.fingerprint, b_set.fingerprint);
+}
+
+/// `rust_decimal` serializes as a string by default: `1.50` and `1.5` are equal numbers but
+/// different strings, so different keys (the key follows serde's presentation). Normalizing
+/// first makes them one key.
+#[test]
+fn scenario_17_decimal_keys_follow_the_string_serde_presents() {
+    let (a, b) = (Decimal::new(150, 2), Decimal::new(15, 1));
+    assert_eq!(a, b, "equal numbers");
+    assert_ne!(
+        key("t", &a),
+        key("t", &b),
+        "different strings, different keys"
+    );
+    assert_eq!(key("t", &a.normalize()), key("t", &b.normalize()));
+    assert_eq!(key("t", &a.normalize()), key("t", "1.5"));
+}
+
+/// Issue 12's "Build" list: flattened structs, tagged and untagged enums, skipped variants,
+/// newtypes, unit structs and nested options keep distinct values apart.
+#[test]
+fn scenario_17_serde_shapes_never_share_a_key() {
+    // Flattened: the map carries field names; a flattened map's entry that repeats a field's
+    // name keeps serde's order instead of being sorted into the same place.
+    let flat = |id, extra: u32| Flattened {
+        id,
+        sparse: Sparse { a: None, b: None },
+        extra: BTreeMap::from([("id".to_owned(), extra)]),
+    };
+    assert_ne!(key("t", &flat(1, 2)), key("t", &flat(2, 1)));
+    let flat_sparse = |a, b| Flattened {
+        id: 0,
+        sparse: Sparse { a, b },
+        extra: BTreeMap::new(),
+    };
+    assert_ne!(
+        key("t", &flat_sparse(Some(5), None)),
+        key("t", &flat_sparse(None, Some(5)))
+    );
+    // Untagged: field names and newtype struct names keep variants apart.
+    assert_ne!(
+        key("t", &Untagged::Card { last4: 1 }),
+        key("t", &Untagged::Iban { suffix: 1 })
+    );
+    assert_ne!(
+        key("t", &Untagged::Meters(Meters(5))),
+        key("t", &Untagged::Plain(5))
+    );
+    // The documented limit (canonical.rs): serde presents an untagged enum's struct variants
+    // under the enum's name, so variants with the same fields are presented alike (JSON: both
+    // `{"last4":1}`), and no serializer can tell them apart. Tag the enum to keep them apart.
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum SameFields {
+        Card { last4: u16 },
+        Iban { last4: u16 },
+    }
+    assert_eq!(
+        key("t", &SameFields::Card { last4: 1 }),
+        key("t", &SameFields::Iban { last4: 1 })
+    );
+    // Internally tagged: the tag is a field.
+    assert_ne!(key("t", &Tagged::New { id: 0 }), key("t", &Tagged::Gone));
+    // Newtype vs its value, unit struct vs unit, nested options, unit vs None.
+    assert_ne!(key("t", &Meters(5)), key("t", &5_u32));
+    assert_ne!(key("t", &Marker), key("t", &()));
+    assert_ne!(key("t", &None::<Option<u8>>), key("t", &Some(None::<u8>)));
+    assert_ne!(key("t", &Some(())), key("t", &Some(None::<()>)));
+    assert_ne!(key("t", &()), key("t", &None::<()>));
+    // Renaming a field changes the key (serde presents the name); `rename` keeps it.
+    #[derive(Serialize)]
+    struct Before {
+        amount: u32,
+    }
+    #[derive(Serialize)]
+    #[serde(rename = "Before")]
+    struct Renamed {
+        #[serde(rename = "amount")]
+        cents: u32,
+    }
+    #[derive(Serialize)]
+    #[serde(rename = "Before")]
+    struct NewName {
+        cents: u32,
+    }
+    assert_eq!(
+        key("t", &Before { amount: 1 }),
+        key("t", &Renamed { cents: 1 })
+    );
+    assert_ne!(
+        key("t", &Before { amount: 1 }),
+        key("t", &NewName { cents: 1 })
+    );
+}
+
+/// A variant serde refuses to serialize is an error, never a key shared with another value.
+#[test]
+fn scenario_17_skipped_variants_are_errors() {
+    #[derive(Serialize)]
+    enum E {
+        Shown(u8),
+        #[serde(skip_serializing)]
+        Hidden(u8),
+        #[serde(skip)]
+        Gone,
+    }
+    assert!(IdempotencyKey::derive("t", 1, &E::Shown(1)).is_ok());
+    for v in [E::Hidden(1), E::Gone] {
+        assert_eq!(
+            IdempotencyKey::derive("t", 1, &v)
+                .map_err(|e| e.kind())
+                .err(),
+            Some(ErrorKind::Encode)
+        );
+    }
 }

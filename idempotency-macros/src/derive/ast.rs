@@ -45,7 +45,7 @@ pub(crate) enum Style {
     Struct,
     /// `(A, B)` or `()`: `serialize_tuple_struct`.
     Tuple,
-    /// `(A)`: `serialize_newtype_struct`, transparent.
+    /// `(A)`: `serialize_newtype_struct` (named, then the field).
     Newtype,
     /// No fields: `serialize_unit_struct` (or a unit variant).
     Unit,

@@ -1,13 +1,16 @@
-//! Code generation for `#[derive(NormalizeKey)]`, mirroring serde's data model so that a type
-//! with no `skip`/`with` gets the same key as through its `Serialize` impl:
+//! Code generation for `#[derive(NormalizeKey)]`, mirroring serde's data model, names included,
+//! so that a type with no `skip`/`with` (and no serde attribute that renames) gets the same key
+//! as through its `Serialize` impl:
 //!
 //! | shape | written as |
 //! |---|---|
-//! | `struct S { a, b }` | `begin_struct`, each field, `end` |
-//! | `struct S(A)` | the field alone (newtype: transparent) |
-//! | `struct S(A, B)` / `struct S()` | `begin_tuple`, each field, `end` |
-//! | `struct S;` | `unit` |
-//! | `enum E { .. }` | `variant(index)`, then the variant's fields in the same shapes |
+//! | `struct S { a, b }` | `begin_struct("S")`, `field("a")` and its value for each field, `end` |
+//! | `struct S(A)` | `newtype_struct("S")`, the field |
+//! | `struct S(A, B)` / `struct S()` | `begin_tuple_struct("S")`, each field, `end` |
+//! | `struct S;` | `unit_struct("S")` |
+//! | `enum E { .. }` | `unit_variant`, `newtype_variant`, `begin_tuple_variant` or `begin_struct_variant` with `("E", index, "V")`, then the fields as above |
+//!
+//! Names are the Rust identifiers without `r#`, as serde writes them by default.
 //!
 //! Each field is written through its `NormalizeKey` impl when its type has one, `Serialize`
 //! otherwise; `with = path` writes `path(&field)` through `Serialize`.
@@ -16,6 +19,7 @@ use std::collections::HashSet;
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{DeriveInput, GenericParam, Ident};
@@ -152,11 +156,13 @@ fn struct_body(p: &TokenStream, s: &Struct<'_>) -> TokenStream {
             quote!(&self.#member)
         })
         .collect();
-    shape(p, s.style, &s.fields, &accesses)
+    let name = s.original.ident.unraw().to_string();
+    shape(p, s.style, &name, &s.fields, &accesses)
 }
 
 fn enum_body(p: &TokenStream, e: &Enum<'_>) -> TokenStream {
     let ty = &e.original.ident;
+    let enum_name = ty.unraw().to_string();
     let arms = e.variants.iter().enumerate().map(|(index, v)| {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let ident = &v.original.ident;
@@ -172,15 +178,31 @@ fn enum_body(p: &TokenStream, e: &Enum<'_>) -> TokenStream {
             Style::Tuple | Style::Newtype => quote!(#ty::#ident(#(#bindings),*)),
         };
         let accesses: Vec<TokenStream> = bindings.iter().map(|b| quote!(#b)).collect();
+        let variant = ident.unraw().to_string();
+        let writes = field_writes(p, &v.fields, &accesses);
         let fields = match v.style {
-            Style::Unit => TokenStream::new(),
-            style => shape(p, style, &v.fields, &accesses),
+            Style::Unit => quote! {
+                __idempotency_w.unit_variant(#enum_name, #index, #variant);
+            },
+            Style::Newtype if v.fields.iter().all(Field::included) => quote! {
+                __idempotency_w.newtype_variant(#enum_name, #index, #variant);
+                #(#writes)*
+            },
+            Style::Struct => quote! {
+                __idempotency_w.begin_struct_variant(#enum_name, #index, #variant);
+                #(#writes)*
+                __idempotency_w.end();
+            },
+            Style::Newtype | Style::Tuple => quote! {
+                __idempotency_w.begin_tuple_variant(#enum_name, #index, #variant);
+                #(#writes)*
+                __idempotency_w.end();
+            },
         };
         // Skipped fields are still bound (to keep one pattern shape); silence their warning.
         quote! {
             #[allow(unused_variables)]
             #pattern => {
-                __idempotency_w.variant(#index);
                 #fields
             }
         }
@@ -192,29 +214,55 @@ fn enum_body(p: &TokenStream, e: &Enum<'_>) -> TokenStream {
     }
 }
 
-/// The fields of a struct or variant in serde's shape. `accesses[i]` is a `&FieldType`.
-fn shape(
+/// The included fields' writes: a named field is preceded by `field("name")`.
+/// `accesses[i]` is a `&FieldType`.
+fn field_writes(
     p: &TokenStream,
-    style: Style,
     fields: &[Field<'_>],
     accesses: &[TokenStream],
-) -> TokenStream {
-    let writes: Vec<TokenStream> = fields
+) -> Vec<TokenStream> {
+    fields
         .iter()
         .zip(accesses)
         .filter(|(f, _)| f.included())
-        .map(|(f, access)| write_field(p, f, access))
-        .collect();
+        .map(|(f, access)| {
+            let write = write_field(p, f, access);
+            match &f.member {
+                syn::Member::Named(ident) => {
+                    let name = ident.unraw().to_string();
+                    quote! {
+                        __idempotency_w.field(#name);
+                        #write
+                    }
+                }
+                syn::Member::Unnamed(_) => write,
+            }
+        })
+        .collect()
+}
+
+/// The fields of a struct named `name` in serde's shape. `accesses[i]` is a `&FieldType`.
+fn shape(
+    p: &TokenStream,
+    style: Style,
+    name: &str,
+    fields: &[Field<'_>],
+    accesses: &[TokenStream],
+) -> TokenStream {
+    let writes = field_writes(p, fields, accesses);
     match style {
-        Style::Unit => quote!(__idempotency_w.unit();),
-        Style::Newtype if fields.iter().all(Field::included) => quote!(#(#writes)*),
+        Style::Unit => quote!(__idempotency_w.unit_struct(#name);),
+        Style::Newtype if fields.iter().all(Field::included) => quote! {
+            __idempotency_w.newtype_struct(#name);
+            #(#writes)*
+        },
         Style::Struct => quote! {
-            __idempotency_w.begin_struct();
+            __idempotency_w.begin_struct(#name);
             #(#writes)*
             __idempotency_w.end();
         },
         Style::Newtype | Style::Tuple => quote! {
-            __idempotency_w.begin_tuple();
+            __idempotency_w.begin_tuple_struct(#name);
             #(#writes)*
             __idempotency_w.end();
         },
