@@ -11,6 +11,7 @@
 //! | `key_validation` | a caller-supplied idempotency key, an operation name, a scope, arguments | `validate_custom_key` accepts exactly the documented keys; `IdempotencyKey::parse` round-trips; every derived key parses back; custom keys ignore the arguments but the fingerprint does not; map order, NaN payloads and `-0.0` never change a key |
 //! | `file_path` | any key string as the file store maps it to a path | the record path is `<root>/<2 hex>/<64 hex>`, unique per key, and a real claim writes exactly there and nowhere else |
 //! | `store_url` | `IDEMPOTENCY_URL` / `--store` text | parsing never panics; what it accepts matches the documented forms; everything else is `Error::Config` |
+//! | `canonical_injectivity` | any bytes, read as choices of a value of every serde shape (`idempotency-core/tests/canonical_model`) | the canonical encoder: two values encode alike exactly when serde presents them alike (up to the documented normalizations), map and set order never matter, and a value serde refuses fails to encode |
 
 // Fuzz targets report a broken property by panicking: that is how libFuzzer sees a crash.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
@@ -28,8 +29,19 @@ use idempotency_core::{
     MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 
+/// The value model of the canonical encoder's property test, shared with
+/// `idempotency-core/tests/canonical.rs`.
+#[path = "../../idempotency-core/tests/canonical_model/mod.rs"]
+mod canonical_model;
+
 /// The names of the targets, as in `fuzz/Cargo.toml` and `fuzz/corpus/<name>/`.
-pub const NAMES: [&str; 4] = ["record_decode", "key_validation", "file_path", "store_url"];
+pub const NAMES: [&str; 5] = [
+    "record_decode",
+    "key_validation",
+    "file_path",
+    "store_url",
+    "canonical_injectivity",
+];
 
 /// Runs the target `name` on `data`.
 pub fn run(name: &str, data: &[u8]) {
@@ -38,6 +50,7 @@ pub fn run(name: &str, data: &[u8]) {
         "key_validation" => key_validation(data),
         "file_path" => file_path(data),
         "store_url" => store_url(data),
+        "canonical_injectivity" => canonical_injectivity(data),
         other => panic!("no fuzz target named {other}"),
     }
 }
@@ -406,6 +419,33 @@ pub fn store_url(data: &[u8]) {
     }
 }
 
+/// The canonical encoder (key format 2): `data` describes a value of every serde shape, compared
+/// with itself, with near misses (up to 8 one-byte changes and 4 swaps, positions and values
+/// taken from the input) and with the value its second half describes. Each pair must encode
+/// alike exactly when the values are equal, and in any map or set order (see
+/// `canonical_model::check_pair`).
+pub fn canonical_injectivity(data: &[u8]) {
+    use canonical_model::check_pair;
+    check_pair(data, data);
+    let n = data.len();
+    if n == 0 {
+        return;
+    }
+    for i in 0..n.min(8) {
+        let mut near = data.to_vec();
+        let pos = (usize::from(data[i]) * 31 + i) % n;
+        near[pos] = data[n - 1 - i].wrapping_add(i as u8 + 1);
+        check_pair(data, &near);
+    }
+    for i in 0..n.min(4) {
+        let mut swapped = data.to_vec();
+        swapped.swap(i, (usize::from(data[i]) + i + 1) % n);
+        check_pair(data, &swapped);
+    }
+    let (x, y) = data.split_at(n / 2);
+    check_pair(x, y);
+}
+
 /// Seed inputs for `name`: valid and nearly valid examples of what the target reads. The
 /// committed corpus (`fuzz/corpus/<name>/`) starts from these (`tests/fuzz_fallback.rs` writes
 /// them with `IDEMPOTENCY_FUZZ_WRITE_SEEDS=1`).
@@ -469,6 +509,26 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         ]
         .iter()
         .map(|s| s.as_bytes().to_vec())
+        .collect(),
+        "canonical_injectivity" => [
+            &[][..],
+            &[0],
+            // Sparse { a: Some(0), b: None }, and a flattened `id` repeated in the map.
+            &[1, 0, 7, 1, 1, 5, 1, 0, 0, 1, 0, 2, 0],
+            // Every item shape once.
+            &[
+                2, 1, 0, 2, 3, 0, 0, 1, 4, 2, 1, 3, 5, 0, 2, 2, 6, 7, 8, 9, 10, 2, 3, 4,
+            ],
+            &[
+                3, 3, 1, 0, 3, 6, 2, 1, 2, 3, 1, 1, 2, 7, 3, 1, 2, 0, 8, 3, 1, 2, 2, 9, 2,
+            ],
+            // Untagged values in a row, floats and integer widths.
+            &[0, 0, 0, 0, 0, 2, 2, 1, 1, 3, 5, 6, 1, 2, 9, 2, 1, 0],
+            // Unserializable variants (`skip_serializing`, `skip`).
+            &[0, 0, 0, 0, 2, 1, 10, 1, 11],
+        ]
+        .iter()
+        .map(|s| s.to_vec())
         .collect(),
         other => panic!("no fuzz target named {other}"),
     }
