@@ -89,6 +89,8 @@ pub use idempotency_core::{
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 // Store listing, for operators (the `idempotency` CLI).
 pub use idempotency_core::{Listed, Page};
+// The key format version hashed into every key (see SEMANTICS.md, "Call identity").
+pub use idempotency_core::KEY_FORMAT_VERSION;
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]

@@ -58,6 +58,36 @@ const _: () = assert!(
 /// The canonical encoding is described in the [`canonical`](crate::canonical) module docs.
 /// The raw inputs and any caller-supplied key never appear in it, so it is safe to log and to
 /// use as a store key.
+///
+/// # What makes two calls the same
+///
+/// Two calls share a record (the second replays the first's result) exactly when their keys are
+/// equal, and a derived key is equal exactly when all four of these are (the full rule, with what
+/// may change without changing keys, is the "Call identity" section of the repository's
+/// SEMANTICS.md):
+///
+/// 1. **operation identity**: the operation name (by default the function's full path, including
+///    its `impl` type and trait) and the Rust type names ([`std::any::type_name`]) of its
+///    parameters, its result, `Self` and its generic arguments, so instantiations of a generic
+///    function and same-named methods of different types never share a record. A pinned
+///    `name = "..."` replaces the path; the type names still count;
+/// 2. **the argument values as serde presents them**, canonically encoded: values, the names of
+///    structs, fields, enums and variants, and every field serde skipped; only integer width,
+///    `f32`/`f64`, `-0.0`, NaN payloads and map and set order are normalized away. A value that
+///    serializes as a string keys by that string (`rust_decimal`'s `1.50` and `1.5` are
+///    different keys unless normalized first). With a caller-supplied key, that key takes this
+///    place and the arguments form only the [`Fingerprint`];
+/// 3. **the scope**, when given;
+/// 4. **the version**: the operation's version and this crate's [`KEY_FORMAT_VERSION`].
+///
+/// Renaming a local variable or a parameter, reordering map or set insertions, and moving the
+/// function when `name` is set keep keys. Renaming a struct field, type or variant (as serde
+/// presents it), changing a parameter's or the result's type, serde attributes that change the
+/// presentation, the version, the scope and the key format version change them. The canonical
+/// encoding is pinned by golden vectors and does not depend on the compiler; `type_name` output
+/// is not guaranteed across compiler versions, so a toolchain upgrade may change macro-derived
+/// keys (each live key then runs once more). Pin `name` when keys must survive moving the
+/// function or be shared by several binaries.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct IdempotencyKey(String);
 
