@@ -26,7 +26,8 @@
 //!   with a `#[serde(flatten)]` field) and sets (`HashSet`, `BTreeSet`, `IndexSet`, recognised by
 //!   the outermost type serde hands to `collect_seq`) are written in the byte order of their
 //!   encoded keys (set: elements), whatever their insertion or iteration order. Entries whose
-//!   keys encode alike (only a flattened struct repeats a key) keep serde's order;
+//!   keys encode alike (a struct's field and a flattened map's entry of the same name) keep
+//!   serde's order;
 //! - names are encoded as serde presents them (after `#[serde(rename)]`): struct, tuple-struct,
 //!   unit-struct, newtype-struct and enum names, field names and variant names, plus variant
 //!   *indexes*. Renaming any of them, or reordering fields or variants, changes keys; a
