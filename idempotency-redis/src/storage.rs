@@ -364,7 +364,8 @@ impl RedisStorage {
     /// A fenced transition script (complete, fail, release, renew), retried once when its reply
     /// was lost (time-out or connection dropped after sending): Redis may have applied it, and
     /// each of these scripts answers its own effect, found already applied, as applied
-    /// (SEMANTICS.md scenario 5). Returns the reply and whether it is the retry's.
+    /// (SEMANTICS.md scenario 5). Returns the reply and whether it is a retry's after a first
+    /// attempt that may have been applied (sent, reply lost; not a refused connection).
     async fn transition(
         &self,
         operation: &'static str,
@@ -380,10 +381,12 @@ impl RedisStorage {
                 inv.arg(a);
             }
             match inv.invoke_async::<Value>(&mut conn).await {
-                Err(e) if is_ambiguous(&e) => inv
-                    .invoke_async::<Value>(&mut conn)
-                    .await
-                    .map(|v| (v, true)),
+                Err(e) if is_ambiguous(&e) => {
+                    let maybe_applied = !e.is_connection_refusal();
+                    inv.invoke_async::<Value>(&mut conn)
+                        .await
+                        .map(|v| (v, maybe_applied))
+                }
                 other => other.map(|v| (v, false)),
             }
         })
@@ -690,7 +693,7 @@ impl Storage for RedisStorage {
             scripts::magic_pending().to_vec(),
             scripts::owner_token(owner),
         ];
-        let (v, retried) = self
+        let (v, lost_reply) = self
             .transition("release", &RELEASE_SCRIPT, self.record_key(key), args)
             .await?;
         // 1: deleted now. 0: no record; after a lost reply, that is the first attempt's delete
@@ -699,7 +702,7 @@ impl Storage for RedisStorage {
         // read as "not released by this call", which never overstates what the caller held.
         Ok(match reply::int(&v).map_err(|e| e.into_error("release"))? {
             1 => true,
-            0 => retried,
+            0 => lost_reply,
             _ => false,
         })
     }
