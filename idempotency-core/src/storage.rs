@@ -154,8 +154,35 @@ pub enum Finish<'a> {
     Failed(&'a RecordError),
 }
 
+impl Finish<'_> {
+    /// Whether `rec` is exactly what this finish by `owner` writes: finished with this status
+    /// and these bytes by this execution id and fencing token (the finish was already applied).
+    fn applied_in(&self, rec: &Record, owner: &Owner) -> bool {
+        rec.owner == *owner
+            && match *self {
+                Finish::Success(bytes) => {
+                    rec.status == RecordStatus::Success
+                        && rec.result == bytes
+                        && rec.error.is_none()
+                }
+                Finish::Failed(err) => {
+                    rec.status == RecordStatus::Failed
+                        && rec.result.is_empty()
+                        && rec.error.as_ref() == Some(err)
+                }
+            }
+    }
+}
+
 /// Applies a fenced finish to `current` at `now`: the record must exist and carry `owner`'s
 /// execution id and fencing token, else `None` (the write is refused).
+///
+/// A finish that was already applied (the record is finished with this status and these bytes
+/// by this same owner: a retry whose first reply was lost) returns the record unchanged, its
+/// times included, so the retry is answered as the first attempt would have been (SEMANTICS.md
+/// scenario 5). The caller need not write it again. Any other finished record is refused: a
+/// stale holder (another execution id or fencing token) even with identical bytes, and this
+/// owner with different bytes or the other status.
 pub fn apply_finish(
     current: Option<Record>,
     owner: &Owner,
@@ -164,6 +191,9 @@ pub fn apply_finish(
     now: Timestamp,
 ) -> Option<Record> {
     let mut rec = current?;
+    if finish.applied_in(&rec, owner) {
+        return Some(rec);
+    }
     if rec.owner != *owner || rec.status != RecordStatus::Pending {
         return None;
     }
@@ -191,6 +221,16 @@ pub fn apply_finish(
 /// [`Owner`] (execution id and fencing token) and are refused when the record no longer carries
 /// it. The specification's `lock`/`unlock` are [`try_claim`](Self::try_claim) (a lease) and
 /// [`release`](Self::release).
+///
+/// **Retried transitions are idempotent.** A call whose reply was lost (a time-out or a dropped
+/// connection after the request was sent, a failed `fsync` after the write) may have been
+/// applied, and its caller retries it. Re-applying a transition by the same owner (execution id
+/// *and* fencing token) must answer as the first attempt would have, never as a refusal:
+/// [`complete`](Self::complete) and [`fail`](Self::fail) find their own finished record and
+/// return it unchanged; [`renew`](Self::renew) extends the lease again;
+/// [`release`](Self::release) deletes nothing more and succeeds (SEMANTICS.md scenario 5).
+/// Fencing is never weakened: a write by another execution id or an older fencing token is
+/// refused whatever bytes it carries.
 ///
 /// Methods return [`Error::Storage`](crate::Error::Storage) or [`Error::Io`](crate::Error::Io)
 /// when the store cannot be reached or fails, and [`Error::CorruptRecord`](crate::Error::CorruptRecord)
@@ -222,8 +262,14 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// still carries `owner`; a write after the lease ended succeeds only while no one has taken
     /// over (and, on stores with native expiry, while the record still exists).
     ///
+    /// Idempotent for its owner: when the record is already `Success` with exactly `result`,
+    /// written by this execution id and fencing token (a retry whose first reply was lost), it
+    /// returns that record unchanged (its times as first written) and writes nothing.
+    ///
     /// # Errors
-    /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the write was refused; store errors.
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the write was refused: another holder
+    /// took over (another execution id or a newer fencing token), the record is gone, or this
+    /// owner already finished it differently (with other bytes, or as `Failed`); store errors.
     fn complete<'a>(
         &'a self,
         key: &'a IdempotencyKey,
@@ -233,10 +279,13 @@ pub trait Storage: Send + Sync + Debug + 'static {
     ) -> impl Future<Output = Result<Record>> + Send + 'a;
 
     /// Finishes the holder's claim with a stored error: the record becomes `Failed`, kept for
-    /// `ttl` (the failure TTL) from now. Fenced exactly as [`complete`](Self::complete).
+    /// `ttl` (the failure TTL) from now. Fenced, and idempotent for its owner, exactly as
+    /// [`complete`](Self::complete): a record already `Failed` with exactly `error` by this
+    /// execution id and fencing token is returned unchanged.
     ///
     /// # Errors
-    /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the write was refused; store errors.
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the write was refused (as
+    /// [`complete`](Self::complete)); store errors.
     fn fail<'a>(
         &'a self,
         key: &'a IdempotencyKey,
@@ -249,6 +298,13 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// runs the function. Compare-and-delete on `owner`: a stale holder's release deletes
     /// nothing (scenario 13). Returns whether a record was deleted.
     ///
+    /// Idempotent: releasing again succeeds, deletes nothing and answers `false`. A store that
+    /// retries a release whose reply was lost answers as the lost reply would have: `true` when
+    /// the retry finds no record (the lost attempt deleted it), `false` when another holder's
+    /// record is there (it cannot tell "released, then claimed again" from "fenced out", and
+    /// `false`, "this caller may have lost its lease", is the answer that never overstates what
+    /// the caller held).
+    ///
     /// # Errors
     /// Store errors.
     fn release<'a>(
@@ -259,6 +315,9 @@ pub trait Storage: Send + Sync + Debug + 'static {
 
     /// Extends the holder's lease to `lease` from now (store clock), iff the record is `Pending`
     /// and still carries `owner` (scenario 14). Returns the new lease deadline.
+    ///
+    /// Idempotent for its owner: renewing again (a retry whose first reply was lost) extends the
+    /// lease again, to `lease` from the retry's now, never earlier than the first renewal's.
     ///
     /// # Errors
     /// [`Error::LeaseLost`](crate::Error::LeaseLost) when another caller holds the key now, or

@@ -22,8 +22,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Begin, Call, ConflictPolicy, DynStorage, Error, ErrorKind, FingerprintPolicy, IdempotencyKey,
-    IdempotencyManager, KeyEncoder, Outcome, RecordStatus, Result,
+    Begin, Call, Claim, ClaimRequest, ConflictPolicy, DynStorage, Error, ErrorKind, Fingerprint,
+    FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder, Outcome, Owner,
+    RecordStatus, Result,
 };
 
 /// What the kit needs from a store under test.
@@ -134,6 +135,132 @@ impl crate::Storage for FlakyStorage {
     }
     async fn purge_expired(&self) -> Result<u64> {
         crate::Storage::purge_expired(&self.inner).await
+    }
+}
+
+/// A fenced transition of [`Storage`](crate::Storage), for [`LostReplyStorage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// [`Storage::complete`](crate::Storage::complete).
+    Complete,
+    /// [`Storage::fail`](crate::Storage::fail).
+    Fail,
+    /// [`Storage::release`](crate::Storage::release).
+    Release,
+    /// [`Storage::renew`](crate::Storage::renew).
+    Renew,
+}
+
+impl Transition {
+    fn bit(self) -> u8 {
+        match self {
+            Transition::Complete => 1,
+            Transition::Fail => 2,
+            Transition::Release => 4,
+            Transition::Renew => 8,
+        }
+    }
+}
+
+/// Any store, wrapped so that the reply to a chosen transition is lost once: the transition is
+/// applied by the store, then the caller gets [`Error::Storage`] as from a connection dropped
+/// after the request was sent (SEMANTICS.md scenario 5, store-independent). Clones share the
+/// switches.
+#[derive(Debug, Clone)]
+pub struct LostReplyStorage {
+    inner: Arc<dyn DynStorage>,
+    armed: Arc<std::sync::atomic::AtomicU8>,
+    lost: Arc<AtomicUsize>,
+}
+
+impl LostReplyStorage {
+    /// Wraps `inner`; nothing is lost until [`lose_next`](Self::lose_next).
+    pub fn new(inner: Arc<dyn DynStorage>) -> Self {
+        LostReplyStorage {
+            inner,
+            armed: Arc::default(),
+            lost: Arc::default(),
+        }
+    }
+    /// Loses the reply of the next call of `transition` (after the store has applied it).
+    pub fn lose_next(&self, transition: Transition) {
+        self.armed.fetch_or(transition.bit(), Ordering::SeqCst);
+    }
+    /// How many replies were lost so far.
+    pub fn lost(&self) -> usize {
+        self.lost.load(Ordering::SeqCst)
+    }
+    /// `reply`, or a lost-reply error when `transition` was armed (disarming it).
+    fn deliver<T>(&self, transition: Transition, reply: Result<T>) -> Result<T> {
+        let bit = transition.bit();
+        if self.armed.fetch_and(!bit, Ordering::SeqCst) & bit == 0 {
+            return reply;
+        }
+        self.lost.fetch_add(1, Ordering::SeqCst);
+        Err(Error::storage(
+            match transition {
+                Transition::Complete => "complete",
+                Transition::Fail => "fail",
+                Transition::Release => "release",
+                Transition::Renew => "renew",
+            },
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "the reply was lost after the store applied the request (test)",
+            ),
+        ))
+    }
+}
+
+impl crate::Storage for LostReplyStorage {
+    async fn try_claim(
+        &self,
+        key: &IdempotencyKey,
+        req: &crate::ClaimRequest,
+    ) -> Result<crate::Claim> {
+        self.inner.try_claim(key, req).await
+    }
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        owner: &crate::Owner,
+        result: &[u8],
+        ttl: Duration,
+    ) -> Result<crate::Record> {
+        let reply = self.inner.complete(key, owner, result, ttl).await;
+        self.deliver(Transition::Complete, reply)
+    }
+    async fn fail(
+        &self,
+        key: &IdempotencyKey,
+        owner: &crate::Owner,
+        error: &crate::RecordError,
+        ttl: Duration,
+    ) -> Result<crate::Record> {
+        let reply = self.inner.fail(key, owner, error, ttl).await;
+        self.deliver(Transition::Fail, reply)
+    }
+    async fn release(&self, key: &IdempotencyKey, owner: &crate::Owner) -> Result<bool> {
+        let reply = self.inner.release(key, owner).await;
+        self.deliver(Transition::Release, reply)
+    }
+    async fn renew(
+        &self,
+        key: &IdempotencyKey,
+        owner: &crate::Owner,
+        lease: Duration,
+    ) -> Result<crate::Timestamp> {
+        let reply = self.inner.renew(key, owner, lease).await;
+        self.deliver(Transition::Renew, reply)
+    }
+    async fn get(&self, key: &IdempotencyKey) -> Result<Option<crate::Observed>> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
+        self.inner.delete(key).await
+    }
+    async fn purge_expired(&self) -> Result<u64> {
+        self.inner.purge_expired().await
     }
 }
 
@@ -334,6 +461,282 @@ pub async fn scenario_4_no_read_then_write_claim<H: Harness>(h: &H) {
         .unwrap_or_else(|_| panic!("scenario 4: A panicked"));
     assert_eq!(must(a).value, 1);
     assert_eq!(count.load(Ordering::SeqCst), 1, "scenario 4: executions");
+}
+
+/// Scenario 5, after the claim: a completion (and a stored failure) applied by the store whose
+/// reply is lost is retried by the manager, and the retry returns the caller's own value, never
+/// `LeaseLost` (no other holder ever existed); the record holds that value. A renew or release
+/// whose reply is lost succeeds when the caller retries it.
+pub async fn scenario_5_lost_transition_reply_is_resolved<H: Harness>(h: &H) {
+    let lossy = LostReplyStorage::new(h.store());
+    let m = match IdempotencyManager::builder_dyn(Arc::new(lossy.clone()))
+        .default_ttl(Duration::from_secs(3600))
+        .pending_timeout(Duration::from_secs(300))
+        .build()
+    {
+        Ok(m) => m,
+        Err(e) => panic!("test manager configuration: {e}"),
+    };
+
+    // complete
+    let count = AtomicUsize::new(0);
+    let c = call("kit::s5-complete", &"job");
+    lossy.lose_next(Transition::Complete);
+    let o = m
+        .execute(&c, || async {
+            count.fetch_add(1, Ordering::SeqCst);
+            "mine".to_string()
+        })
+        .await;
+    assert_eq!(
+        lossy.lost(),
+        1,
+        "scenario 5: the completion's reply was lost"
+    );
+    let o = o.unwrap_or_else(|e| panic!("scenario 5: the retried completion answered {e}"));
+    assert_eq!(o.value, "mine");
+    assert!(!o.is_replayed());
+    let obs = must(m.status(&c.key).await).unwrap_or_else(|| panic!("scenario 5: no record"));
+    assert_eq!(obs.status(), RecordStatus::Success);
+    assert_eq!(obs.record.owner.execution_id, o.provenance.execution_id);
+    assert_eq!(obs.record.owner.fencing_token, 1);
+    assert_eq!(
+        must(IdempotencyManager::decode_value::<String>(&obs)),
+        "mine"
+    );
+    let again = must(
+        m.execute(&c, || async {
+            count.fetch_add(1, Ordering::SeqCst);
+            "other".to_string()
+        })
+        .await,
+    );
+    assert!(again.is_replayed());
+    assert_eq!(
+        again.value, "mine",
+        "scenario 5: the caller's value is stored"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1, "scenario 5: executions");
+
+    // fail (a permanent error, stored)
+    let count = AtomicUsize::new(0);
+    let c = call("kit::s5-fail", &"card");
+    let declined = || PayError::Declined("insufficient funds".into());
+    for round in 0..2 {
+        if round == 0 {
+            lossy.lose_next(Transition::Fail);
+        }
+        let o = m
+            .try_execute_with(
+                &c,
+                || async {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    Err::<u32, _>(declined())
+                },
+                |e| matches!(e, PayError::Timeout),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("scenario 5: the retried fail answered {e}"));
+        assert_eq!(o.value, Err(declined()));
+        assert_eq!(o.is_replayed(), round > 0);
+    }
+    assert_eq!(lossy.lost(), 2, "scenario 5: the fail's reply was lost");
+    assert_eq!(count.load(Ordering::SeqCst), 1, "scenario 5: executions");
+    let obs = must(m.status(&c.key).await).unwrap_or_else(|| panic!("scenario 5: no record"));
+    assert_eq!(obs.status(), RecordStatus::Failed);
+
+    // renew, then release, each retried by the caller after a lost reply
+    let lossy_store: Arc<dyn DynStorage> = Arc::new(lossy.clone());
+    let store = h.store();
+    let k = must(IdempotencyKey::derive("kit::s5-lease", 1, &"job")).key;
+    let long = Duration::from_secs(30);
+    let owner = claim_fresh(&store, &k, long).await;
+    lossy.lose_next(Transition::Renew);
+    assert_eq!(
+        kind(lossy_store.renew(&k, &owner, long).await),
+        ErrorKind::StoreUnavailable
+    );
+    let until = lossy_store
+        .renew(&k, &owner, long)
+        .await
+        .unwrap_or_else(|e| panic!("scenario 5: the retried renew answered {e}"));
+    let obs = must(store.get(&k).await).unwrap_or_else(|| panic!("scenario 5: no record"));
+    assert_eq!(obs.status(), RecordStatus::Pending);
+    assert_eq!(obs.record.owner, owner);
+    assert_eq!(obs.record.lease_until, Some(until));
+    lossy.lose_next(Transition::Release);
+    assert_eq!(
+        kind(lossy_store.release(&k, &owner).await),
+        ErrorKind::StoreUnavailable
+    );
+    must(lossy_store.release(&k, &owner).await);
+    assert_eq!(lossy.lost(), 4);
+    assert!(
+        must(store.get(&k).await).is_none(),
+        "scenario 5: the claim is released"
+    );
+    let next = claim_fresh(&store, &k, long).await;
+    assert_ne!(next.execution_id, owner.execution_id);
+}
+
+/// Claims `key` (which must be free) with a fresh execution id; returns the owner.
+async fn claim_fresh(store: &Arc<dyn DynStorage>, key: &IdempotencyKey, lease: Duration) -> Owner {
+    let req = ClaimRequest {
+        execution_id: crate::rt::execution_id(),
+        fingerprint: Fingerprint([5; 32]),
+        lease,
+        refresh: false,
+    };
+    match must(store.try_claim(key, &req).await) {
+        Claim::Acquired { owner, .. } => owner,
+        other => panic!("expected to claim `{key}`, got {other:?}"),
+    }
+}
+
+/// Scenario 5, as a store contract: each fenced transition applied twice by the same owner
+/// (execution id and fencing token) succeeds both times and leaves the state of the first;
+/// fencing is untouched: another execution id, an older token of the same execution id, or
+/// the same owner with other bytes or the other status is refused, whatever bytes it carries.
+pub async fn scenario_5_transitions_reapplied_by_their_owner_succeed<H: Harness>(h: &H) {
+    let store = h.store();
+    let long = Duration::from_secs(30);
+    let ttl = Duration::from_secs(3600);
+    let key = |s: &str| must(IdempotencyKey::derive("kit::s5-again", 1, &s)).key;
+    let stranger = |o: Owner| Owner {
+        execution_id: crate::rt::execution_id(),
+        fencing_token: o.fencing_token,
+    };
+    let newer = |o: Owner| Owner {
+        execution_id: o.execution_id,
+        fencing_token: o.fencing_token + 1,
+    };
+    let lost = |r: Result<crate::Record>, what: &str| {
+        assert_eq!(kind(r), ErrorKind::LeaseLost, "scenario 5: {what} refused");
+    };
+
+    // complete twice
+    let k = key("complete");
+    let a = claim_fresh(&store, &k, long).await;
+    let first = must(store.complete(&k, &a, b"v1", ttl).await);
+    let second = must(store.complete(&k, &a, b"v1", ttl).await);
+    assert_eq!(
+        second, first,
+        "scenario 5: a repeated complete answers as the first"
+    );
+    lost(
+        store.complete(&k, &stranger(a), b"v1", ttl).await,
+        "another execution id",
+    );
+    lost(
+        store.complete(&k, &newer(a), b"v1", ttl).await,
+        "another token",
+    );
+    lost(store.complete(&k, &a, b"v2", ttl).await, "other bytes");
+    let err = crate::RecordError::Encoded(vec![1, 2]);
+    lost(
+        store.fail(&k, &a, &err, ttl).await,
+        "a fail after the complete",
+    );
+    let obs = must(store.get(&k).await).unwrap_or_else(|| panic!("scenario 5: no record"));
+    assert_eq!(
+        obs.record, first,
+        "scenario 5: the first complete's record stays"
+    );
+
+    // fail twice
+    let k = key("fail");
+    let a = claim_fresh(&store, &k, long).await;
+    let first = must(store.fail(&k, &a, &err, ttl).await);
+    let second = must(store.fail(&k, &a, &err, ttl).await);
+    assert_eq!(
+        second, first,
+        "scenario 5: a repeated fail answers as the first"
+    );
+    lost(
+        store.fail(&k, &stranger(a), &err, ttl).await,
+        "another execution id",
+    );
+    let other = crate::RecordError::NotRetained("other".into());
+    lost(store.fail(&k, &a, &other, ttl).await, "another error");
+    lost(
+        store.complete(&k, &a, b"", ttl).await,
+        "a complete after the fail",
+    );
+    let obs = must(store.get(&k).await).unwrap_or_else(|| panic!("scenario 5: no record"));
+    assert_eq!(
+        obs.record, first,
+        "scenario 5: the first fail's record stays"
+    );
+
+    // renew twice
+    let k = key("renew");
+    let a = claim_fresh(&store, &k, long).await;
+    let u1 = must(store.renew(&k, &a, long).await);
+    let u2 = must(store.renew(&k, &a, long).await);
+    assert!(
+        u2 >= u1,
+        "scenario 5: a repeated renew never shortens the lease"
+    );
+    assert_eq!(
+        kind(store.renew(&k, &stranger(a), long).await),
+        ErrorKind::LeaseLost
+    );
+    let obs = must(store.get(&k).await).unwrap_or_else(|| panic!("scenario 5: no record"));
+    assert_eq!(obs.record.owner, a);
+    assert_eq!(obs.record.lease_until, Some(u2));
+
+    // release twice
+    let k = key("release");
+    let a = claim_fresh(&store, &k, long).await;
+    assert!(!must(store.release(&k, &stranger(a)).await));
+    assert!(!must(store.release(&k, &newer(a)).await));
+    assert!(must(store.release(&k, &a).await));
+    assert!(
+        !must(store.release(&k, &a).await),
+        "scenario 5: a repeated release deletes nothing"
+    );
+    assert!(must(store.get(&k).await).is_none());
+
+    // the same execution id with an older token (its own claim, taken over after its lease)
+    let k = key("takeover");
+    let req = ClaimRequest {
+        execution_id: crate::rt::execution_id(),
+        fingerprint: Fingerprint([5; 32]),
+        lease: LEASE,
+        refresh: false,
+    };
+    let Claim::Acquired { owner: old, .. } = must(store.try_claim(&k, &req).await) else {
+        panic!("scenario 5: could not claim")
+    };
+    h.advance(LEASE + Duration::from_millis(50)).await;
+    let Claim::Acquired {
+        owner: cur,
+        takeover,
+        ..
+    } = must(store.try_claim(&k, &req).await)
+    else {
+        panic!("scenario 5: could not take over")
+    };
+    assert!(takeover);
+    assert_eq!(cur.execution_id, old.execution_id);
+    assert!(cur.fencing_token > old.fencing_token);
+    lost(store.complete(&k, &old, b"v", ttl).await, "the older token");
+    assert_eq!(
+        kind(store.renew(&k, &old, long).await),
+        ErrorKind::LeaseLost
+    );
+    assert!(!must(store.release(&k, &old).await));
+    let done = must(store.complete(&k, &cur, b"v", ttl).await);
+    lost(
+        store.complete(&k, &old, b"v", ttl).await,
+        "the older token with identical bytes",
+    );
+    lost(
+        store.fail(&k, &old, &err, ttl).await,
+        "the older token's fail",
+    );
+    let obs = must(store.get(&k).await).unwrap_or_else(|| panic!("scenario 5: no record"));
+    assert_eq!(obs.record, done);
 }
 
 /// Scenario 6: a repeat replays the stored value exactly, even "empty" values, and is marked.
@@ -632,6 +1035,13 @@ pub async fn scenario_12_stale_holder_is_fenced<H: Harness>(h: &H) {
         kind(late),
         ErrorKind::LeaseLost,
         "scenario 12: A's fail refused"
+    );
+    // Fencing compares the holder, not the bytes: B's exact value from A is refused too.
+    let late = m.complete_operation(&a, &"vB".to_string()).await;
+    assert_eq!(
+        kind(late),
+        ErrorKind::LeaseLost,
+        "scenario 12: A's write of B's value refused"
     );
     let o = must(m.execute(&c, || async { "vC".to_string() }).await);
     assert_eq!(o.value, "vB", "scenario 12: the record still holds vB");
@@ -1092,6 +1502,8 @@ macro_rules! conformance_suite {
             scenario_1_threads_execute_once,
             scenario_1_tasks_execute_once,
             scenario_4_no_read_then_write_claim,
+            scenario_5_lost_transition_reply_is_resolved,
+            scenario_5_transitions_reapplied_by_their_owner_succeed,
             scenario_6_replay_after_success,
             scenario_7_permanent_failure_is_cached,
             scenario_8_transient_failure_is_not_cached,

@@ -94,7 +94,12 @@
 //! [`Error::LeaseLost`](idempotency_core::Error::LeaseLost). A claim whose reply was lost
 //! (time-out or dropped connection after Redis applied it) is retried once: it carries the
 //! caller's execution id, so the retry finds the caller's own `Pending` record and answers it
-//! as acquired (scenario 5).
+//! as acquired (scenario 5). So is every fenced transition, and each answers its own effect
+//! found already applied as the lost reply would have: a complete or fail finds its own
+//! finished record (same execution id, fencing token, status and bytes) and returns it
+//! unchanged; a renew extends the lease again; a release that finds the key gone answers
+//! `true` (another holder's record there answers `false`). A newer holder still refuses them
+//! all with `LeaseLost`.
 //!
 //! # Limitation: failover (SEMANTICS.md scenario 25)
 //! Redis replication is asynchronous. If a primary acknowledges a claim and dies before the

@@ -118,7 +118,7 @@ redis.call('SET', KEYS[1], ARGV[1] .. 'P' .. ARGV[2] .. n16(token) .. n16(now) .
 return {1, now, until_ms, takeover, token}
 "#;
 
-/// **Complete / fail**, fenced.
+/// **Complete / fail**, fenced, and idempotent for the holder.
 ///
 /// - `KEYS[1]`: the record key.
 /// - `ARGV[1]`: the magic followed by `P` (the value it must hold); `ARGV[2]`: the holder's
@@ -130,13 +130,24 @@ return {1, now, until_ms, takeover, token}
 /// writes the finished value with `until = now + ttl` and the key's expiry `PXAT until` in one
 /// command, so the finished record always has `0 < PTTL <= ttl`.
 ///
+/// A value already finished with this status, this owner and token, and this exact head is the
+/// same finish applied before (a retry whose first reply was lost, SEMANTICS.md scenario 5): it
+/// is left as it is and answered as applied, with its stored times. Any other value is refused,
+/// in particular a newer holder's record even when its head is identical.
+///
 /// Returns `{0}` (refused: lease lost) or `{1, now, created, until, fingerprint}`.
 const FINISH: &str = r#"
 local cur = redis.pcall('GET', KEYS[1])
-if type(cur) ~= 'string' or not well_formed(cur) or string.sub(cur, 1, 6) ~= ARGV[1]
-  or string.sub(cur, 7, 39) ~= ARGV[2] then
+if type(cur) ~= 'string' or not well_formed(cur)
+  or string.sub(cur, 1, 5) ~= string.sub(ARGV[1], 1, 5) or string.sub(cur, 7, 39) ~= ARGV[2] then
   return {0}
 end
+local status = string.sub(cur, 6, 6)
+if status == ARGV[3] and string.sub(cur, 136) == ARGV[5] then
+  local created, until_ms = times(KEYS[1], cur)
+  return {1, now_ms(), created, until_ms, string.sub(cur, 104, 135)}
+end
+if status ~= 'P' then return {0} end
 local now = now_ms()
 local created = times(KEYS[1], cur)
 local until_ms = now + tonumber(ARGV[4])
@@ -152,17 +163,21 @@ return {1, now, created, until_ms, fp}
 ///   execution id (postcard) followed by its fencing token (16 digits).
 ///
 /// Deletes the key iff it is pending with this owner and token; a stale holder's release
-/// deletes nothing (scenario 13). Returns 1 (deleted) or 0.
+/// deletes nothing (scenario 13). Returns 1 (deleted), 0 (no key: nothing to delete) or -1
+/// (the key holds something else: another holder's record, a finished record, another type),
+/// so a retried release can tell "already released" from "fenced out".
 const RELEASE: &str = r#"
 local cur = redis.pcall('GET', KEYS[1])
+if not cur then return 0 end
 if type(cur) == 'string' and string.sub(cur, 1, 6) == ARGV[1]
   and string.sub(cur, 7, 39) == ARGV[2] then
   return redis.call('DEL', KEYS[1])
 end
-return 0
+return -1
 "#;
 
-/// **Renew**: extend the lease iff the owner matches (scenario 14).
+/// **Renew**: extend the lease iff the owner matches (scenario 14). Applying it again (a retry
+/// whose first reply was lost) extends the lease again from the retry's `now`.
 ///
 /// - `KEYS[1]`: the record key. `ARGV[1]`: the magic followed by `P`; `ARGV[2]`: the holder's
 ///   execution id (postcard) followed by its fencing token (16 digits); `ARGV[3]`: the new

@@ -361,6 +361,38 @@ impl RedisStorage {
         .await
     }
 
+    /// A fenced transition script (complete, fail, release, renew), retried once when its reply
+    /// was lost (time-out or connection dropped after sending): Redis may have applied it, and
+    /// each of these scripts answers its own effect, found already applied, as applied
+    /// (SEMANTICS.md scenario 5). Returns the reply and whether it is a retry's after a first
+    /// attempt that may have been applied (sent, reply lost; not a refused connection).
+    async fn transition(
+        &self,
+        operation: &'static str,
+        script: &'static redis::Script,
+        key: String,
+        args: Vec<Vec<u8>>,
+    ) -> Result<(Value, bool)> {
+        let mut conn = self.inner.conn.clone();
+        run_on(&self.inner.handle, operation, async move {
+            let mut inv = script.prepare_invoke();
+            inv.key(key);
+            for a in args {
+                inv.arg(a);
+            }
+            match inv.invoke_async::<Value>(&mut conn).await {
+                Err(e) if is_ambiguous(&e) => {
+                    let maybe_applied = !e.is_connection_refusal();
+                    inv.invoke_async::<Value>(&mut conn)
+                        .await
+                        .map(|v| (v, maybe_applied))
+                }
+                other => other.map(|v| (v, false)),
+            }
+        })
+        .await
+    }
+
     /// The claim script, retried once when its reply was lost (time-out or connection dropped):
     /// Redis may have applied it, and the retry then finds the caller's own `Pending` record and
     /// answers it as acquired (SEMANTICS.md scenario 5).
@@ -468,8 +500,8 @@ impl RedisStorage {
             millis(ttl).to_string().into_bytes(),
             scripts::head(key, status, result, error),
         ];
-        let v = self
-            .script(operation, &FINISH_SCRIPT, self.record_key(key), args)
+        let (v, _) = self
+            .transition(operation, &FINISH_SCRIPT, self.record_key(key), args)
             .await?;
         let items = reply::array(&v).map_err(|e| e.into_error(operation))?;
         match reply::int_at(items, 0).map_err(|e| e.into_error(operation))? {
@@ -661,10 +693,18 @@ impl Storage for RedisStorage {
             scripts::magic_pending().to_vec(),
             scripts::owner_token(owner),
         ];
-        let v = self
-            .script("release", &RELEASE_SCRIPT, self.record_key(key), args)
+        let (v, lost_reply) = self
+            .transition("release", &RELEASE_SCRIPT, self.record_key(key), args)
             .await?;
-        Ok(reply::int(&v).map_err(|e| e.into_error("release"))? == 1)
+        // 1: deleted now. 0: no record; after a lost reply, that is the first attempt's delete
+        // (answered as it would have been). -1: another record is there (a newer holder, or a
+        // finish): nothing was released, or it was and the key was claimed again since; both
+        // read as "not released by this call", which never overstates what the caller held.
+        Ok(match reply::int(&v).map_err(|e| e.into_error("release"))? {
+            1 => true,
+            0 => lost_reply,
+            _ => false,
+        })
     }
 
     async fn renew(
@@ -679,8 +719,8 @@ impl Storage for RedisStorage {
             scripts::n16(millis(lease)).to_vec(),
             scripts::n16(self.fence_retention_ms).to_vec(),
         ];
-        let v = self
-            .script("renew", &RENEW_SCRIPT, self.record_key(key), args)
+        let (v, _) = self
+            .transition("renew", &RENEW_SCRIPT, self.record_key(key), args)
             .await?;
         let items = reply::array(&v).map_err(|e| e.into_error("renew"))?;
         match reply::int_at(items, 0).map_err(|e| e.into_error("renew"))? {

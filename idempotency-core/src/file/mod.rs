@@ -294,9 +294,17 @@ impl FileStorage {
             return Err(Error::LeaseLost { key: key.clone() });
         };
         let now = self.inner.clock.now();
-        match apply_finish(self.read(key, &paths)?, owner, finish, ttl, now) {
+        let current = self.read(key, &paths)?;
+        // Only a `Pending` record is rewritten; a finished one that `apply_finish` accepts is
+        // this owner's finish already applied (a retry), answered as stored.
+        let pending = current
+            .as_ref()
+            .is_some_and(|r| r.status == RecordStatus::Pending);
+        match apply_finish(current, owner, finish, ttl, now) {
             Some(rec) => {
-                self.write(&paths, &rec)?;
+                if pending {
+                    self.write(&paths, &rec)?;
+                }
                 Ok(rec)
             }
             None => Err(Error::LeaseLost { key: key.clone() }),
