@@ -75,11 +75,195 @@ impl<T: ?Sized> ViaSerialize<T> for &KeyArg<'_, T> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored as the result of an `#[idempotent]` function",
     label = "the result is stored and replayed, so it must implement `Serialize` and `DeserializeOwned`",
-    note = "derive `serde::Serialize` and `serde::Deserialize` for the returned types (both the `Ok` and the `Err` type of a `Result`)"
+    note = "derive `serde::Serialize` and `serde::Deserialize` for `{Self}`"
 )]
 pub trait Storable: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> Storable for T {}
+
+/// What an error type needs when the macro stores failures without probing the type: a
+/// generic error type (`-> Result<T, E>` with `E` a type parameter), or `cache_failures = true`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored as a failure of an `#[idempotent]` function",
+    label = "failures are stored and replayed here (a generic error type, or `cache_failures = true`), so the error type must implement `Serialize` and `DeserializeOwned`",
+    note = "add the bound `{Self}: serde::Serialize + serde::de::DeserializeOwned` (or derive both for a concrete type), or write `#[idempotent(cache_failures = false)]` so that failures are never stored and the next call runs again"
+)]
+pub trait StorableError: Serialize + DeserializeOwned {}
+
+impl<E: Serialize + DeserializeOwned> StorableError for E {}
+
+/// The return type `R` of a fallible function, for autoderef dispatch on its error type:
+/// `(&&&ErrorProbe::<R>::new()).__idempotency_failures()` gives
+/// - [`TransientFailures`] for `Result<T, idempotency::Error>` ([`ViaFrameworkError`]): a
+///   framework error (a conflict, an unreachable store) is never the function's outcome;
+/// - [`StoredFailures`] when the error type is `Serialize + DeserializeOwned` ([`ViaStoredError`]);
+/// - [`TransientFailures`] for every other error type ([`ViaTransientError`]): `anyhow::Error`,
+///   `Box<dyn Error + Send + Sync>`, `std::io::Error`, ...
+#[allow(missing_debug_implementations)]
+pub struct ErrorProbe<R: ?Sized>(core::marker::PhantomData<fn() -> Box<R>>);
+
+impl<R: ?Sized> ErrorProbe<R> {
+    /// The probe.
+    #[inline]
+    pub const fn new() -> Self {
+        ErrorProbe(core::marker::PhantomData)
+    }
+}
+
+/// First choice: the error type is `idempotency::Error`, never stored.
+pub trait ViaFrameworkError {
+    /// How the function's failures are handled.
+    fn __idempotency_failures(&self) -> TransientFailures;
+}
+
+impl<T> ViaFrameworkError for &&ErrorProbe<Result<T, Error>> {
+    #[inline]
+    fn __idempotency_failures(&self) -> TransientFailures {
+        TransientFailures
+    }
+}
+
+/// Second choice: the error type serializes, so failures are stored and replayed.
+pub trait ViaStoredError {
+    /// How the function's failures are handled.
+    fn __idempotency_failures(&self) -> StoredFailures;
+}
+
+impl<T, E: Serialize + DeserializeOwned> ViaStoredError for &ErrorProbe<Result<T, E>> {
+    #[inline]
+    fn __idempotency_failures(&self) -> StoredFailures {
+        StoredFailures
+    }
+}
+
+/// Fallback: the error type does not serialize, so failures are never stored.
+pub trait ViaTransientError {
+    /// How the function's failures are handled.
+    fn __idempotency_failures(&self) -> TransientFailures;
+}
+
+impl<R: ?Sized> ViaTransientError for ErrorProbe<R> {
+    #[inline]
+    fn __idempotency_failures(&self) -> TransientFailures {
+        TransientFailures
+    }
+}
+
+/// Failures are stored as `Failed` records for the failure TTL and replayed, unless failures
+/// are not cached (`cache_failures = false` on the call or the manager) or the error carries an
+/// `idempotency::Error` ([`Error::is_carried_by`]): those release the claim.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredFailures;
+
+/// Failures are never stored: every `Err` releases the claim and the next call runs again.
+#[derive(Debug, Clone, Copy)]
+pub struct TransientFailures;
+
+/// How a fallible function's failures are handled: the manager entry point it runs through.
+pub trait FailurePolicy<E> {
+    /// Runs `f` through the manager.
+    fn execute<T, F, Fut>(
+        self,
+        manager: &IdempotencyManager,
+        call: &Call,
+        f: F,
+    ) -> impl Future<Output = Result<Outcome<Result<T, E>>, Error>>
+    where
+        T: Storable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>;
+
+    /// The sync form of [`execute`](Self::execute).
+    ///
+    /// # Errors
+    /// The manager's, the store's or the key's `Error`.
+    fn execute_sync<T, F>(
+        self,
+        manager: &IdempotencyManager,
+        call: &Call,
+        f: F,
+    ) -> Result<Outcome<Result<T, E>>, Error>
+    where
+        T: Storable,
+        F: FnOnce() -> Result<T, E>;
+}
+
+/// Whether `call` caches failures, and the classifier that releases the claim for the others.
+fn transient<E: Serialize>(
+    manager: &IdempotencyManager,
+    call: &Call,
+) -> impl Fn(&E) -> bool + Send + Sync + 'static {
+    let cache = call
+        .options
+        .cache_failures
+        .unwrap_or(manager.config().cache_failures());
+    move |e: &E| !cache || Error::is_carried_by(e)
+}
+
+impl<E: StorableError> FailurePolicy<E> for StoredFailures {
+    async fn execute<T, F, Fut>(
+        self,
+        manager: &IdempotencyManager,
+        call: &Call,
+        f: F,
+    ) -> Result<Outcome<Result<T, E>>, Error>
+    where
+        T: Storable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        manager
+            .try_execute_with(call, f, transient::<E>(manager, call))
+            .await
+    }
+
+    fn execute_sync<T, F>(
+        self,
+        manager: &IdempotencyManager,
+        call: &Call,
+        f: F,
+    ) -> Result<Outcome<Result<T, E>>, Error>
+    where
+        T: Storable,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let classify = transient::<E>(manager, call);
+        idempotency_core::block_on(manager.try_execute_with(
+            call,
+            || std::future::ready(f()),
+            classify,
+        ))
+    }
+}
+
+impl<E> FailurePolicy<E> for TransientFailures {
+    async fn execute<T, F, Fut>(
+        self,
+        manager: &IdempotencyManager,
+        call: &Call,
+        f: F,
+    ) -> Result<Outcome<Result<T, E>>, Error>
+    where
+        T: Storable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        manager.try_execute_transient(call, f).await
+    }
+
+    fn execute_sync<T, F>(
+        self,
+        manager: &IdempotencyManager,
+        call: &Call,
+        f: F,
+    ) -> Result<Outcome<Result<T, E>>, Error>
+    where
+        T: Storable,
+        F: FnOnce() -> Result<T, E>,
+    {
+        manager.try_execute_transient_sync(call, f)
+    }
+}
 
 /// What the error type of a fallible `#[idempotent]` function needs: framework errors (a
 /// conflict, an unreachable store) are returned through it.
@@ -275,22 +459,25 @@ where
 }
 
 /// Runs an async `-> Result<T, E>` function: its own result, fresh or replayed, or a framework
-/// error converted into `E`.
-pub async fn try_run<T, E, F, Fut>(
+/// error converted into `E`. `failures` says whether its `Err` values are stored
+/// ([`StoredFailures`]) or never stored ([`TransientFailures`]).
+pub async fn try_run<T, E, P, F, Fut>(
+    failures: P,
     manager: Result<IdempotencyManager, Error>,
     call: Result<Call, Error>,
     f: F,
 ) -> Result<T, E>
 where
     T: Storable,
-    E: Storable + FromFrameworkError,
+    E: FromFrameworkError,
+    P: FailurePolicy<E>,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     let run = async move {
         let manager = manager?;
         let call = call?;
-        manager.try_execute(&call, f).await
+        failures.execute(&manager, &call, f).await
     };
     match run.await {
         Ok(outcome) => outcome.value,
@@ -320,20 +507,22 @@ where
 ///
 /// # Errors
 /// The function's own `Err`, or a framework error converted into `E`.
-pub fn try_run_sync<T, E, F>(
+pub fn try_run_sync<T, E, P, F>(
+    failures: P,
     manager: Result<IdempotencyManager, Error>,
     call: Result<Call, Error>,
     f: F,
 ) -> Result<T, E>
 where
     T: Storable,
-    E: Storable + FromFrameworkError,
+    E: FromFrameworkError,
+    P: FailurePolicy<E>,
     F: FnOnce() -> Result<T, E>,
 {
     let run = || {
         let manager = manager?;
         let call = call?;
-        manager.try_execute_sync(&call, f)
+        failures.execute_sync(&manager, &call, f)
     };
     match run() {
         Ok(outcome) => outcome.value,

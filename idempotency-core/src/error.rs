@@ -140,6 +140,20 @@ pub enum Error {
         /// The serializer's message.
         message: String,
     },
+
+    /// A framework error read back from its serialized form: `Error` serializes as its kind,
+    /// message and the messages of its causes (so a user's error enum can hold one and derive
+    /// `Serialize`/`Deserialize`), and reads back as this variant with the same
+    /// [`kind`](Error::kind) and message.
+    #[error("{message}")]
+    Decoded {
+        /// The kind of the original error.
+        kind: ErrorKind,
+        /// The original error's message (`Display`).
+        message: String,
+        /// The messages of the original error's `source` chain, outermost first.
+        causes: Vec<String>,
+    },
 }
 
 /// The class of an [`Error`], for callers that branch on it (as sqlx's `ErrorKind`).
@@ -185,6 +199,7 @@ impl Error {
             Error::ResultNotRetained { .. } => ErrorKind::ResultNotRetained,
             Error::CompletionNotRecorded { .. } => ErrorKind::CompletionNotRecorded,
             Error::Encode { .. } => ErrorKind::Encode,
+            Error::Decoded { kind, .. } => *kind,
         }
     }
 

@@ -27,7 +27,7 @@ use syn::spanned::Spanned;
 use syn::{ReturnType, Signature};
 
 use super::args::{Conflict, FingerprintArg, IdempotentArgs, Secs};
-use super::item::{AsyncTraitShape, MaybeItemFn, Param, Receiver, ReturnShape};
+use super::item::{self, AsyncTraitShape, MaybeItemFn, Param, Receiver, ReturnShape};
 
 pub(crate) struct Input<'a> {
     pub(crate) item: &'a MaybeItemFn,
@@ -291,13 +291,43 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         }
     };
     let entry = respan(entry, at(ret_span));
-    let call =
-        quote_spanned!(at(ret_span)=> #entry(__idempotency_manager, __idempotency_call, #closure));
+    let failures = ret.fallible.then(|| failures(input, p, ret_span));
+    let call = quote_spanned!(at(ret_span)=> #entry(#failures __idempotency_manager, __idempotency_call, #closure));
     if is_async {
         quote!(#call.await)
     } else {
         call
     }
+}
+
+/// Whether a fallible function's `Err` values are stored, as the first argument of
+/// `try_run`/`try_run_sync`:
+/// - `cache_failures = false`: never (`E` needs no `Serialize`);
+/// - `cache_failures = true`, or an error type naming a type parameter of the function (whose
+///   `Serialize` impl is unknown here): stored, and `E` must serialize (`StorableError`);
+/// - otherwise the error type decides, by autoderef dispatch on `ErrorProbe<R>`: never for
+///   `idempotency::Error`, stored when it is `Serialize + DeserializeOwned`, never otherwise.
+fn failures(input: &Input<'_>, p: &TokenStream, ret_span: Span) -> TokenStream {
+    let ret = input.ret;
+    let generic = item::error_type(ret)
+        .is_some_and(|e| item::mentions_type_param(e, &input.item.sig.generics));
+    let span = at(ret_span);
+    let policy = match input.args.cache_failures {
+        Some((_, false)) => quote_spanned!(span=> #p::TransientFailures),
+        Some((_, true)) => quote_spanned!(span=> #p::StoredFailures),
+        None if generic => quote_spanned!(span=> #p::StoredFailures),
+        None => {
+            let ty = ret
+                .ty
+                .as_ref()
+                .map_or_else(|| quote!(()), ToTokens::to_token_stream);
+            quote_spanned! {span=> {
+                use #p::{ViaFrameworkError as _, ViaStoredError as _, ViaTransientError as _};
+                (&&&#p::ErrorProbe::<#ty>::new()).__idempotency_failures()
+            }}
+        }
+    };
+    quote!(#policy,)
 }
 
 /// `span`'s location with call-site hygiene: errors land on the user's tokens, while the
