@@ -86,7 +86,7 @@ impl<T: Serialize + DeserializeOwned> Storable for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored as a failure of an `#[idempotent]` function",
     label = "failures are stored and replayed here (a generic error type, or `cache_failures = true`), so the error type must implement `Serialize` and `DeserializeOwned`",
-    note = "add the bound `{Self}: serde::Serialize + serde::de::DeserializeOwned` (or derive both for a concrete type), or write `#[idempotent(cache_failures = false)]` so that failures are never stored and the next call runs again"
+    note = "derive `serde::Serialize` and `serde::Deserialize` for the error type (for a type parameter, add the bound `{Self}: serde::Serialize + serde::de::DeserializeOwned`), or write `#[idempotent(cache_failures = false)]` so that failures are never stored and the next call runs again"
 )]
 pub trait StorableError: Serialize + DeserializeOwned {}
 
@@ -159,36 +159,7 @@ pub struct StoredFailures;
 #[derive(Debug, Clone, Copy)]
 pub struct TransientFailures;
 
-/// How a fallible function's failures are handled: the manager entry point it runs through.
-pub trait FailurePolicy<E> {
-    /// Runs `f` through the manager.
-    fn execute<T, F, Fut>(
-        self,
-        manager: &IdempotencyManager,
-        call: &Call,
-        f: F,
-    ) -> impl Future<Output = Result<Outcome<Result<T, E>>, Error>>
-    where
-        T: Storable,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>;
-
-    /// The sync form of [`execute`](Self::execute).
-    ///
-    /// # Errors
-    /// The manager's, the store's or the key's `Error`.
-    fn execute_sync<T, F>(
-        self,
-        manager: &IdempotencyManager,
-        call: &Call,
-        f: F,
-    ) -> Result<Outcome<Result<T, E>>, Error>
-    where
-        T: Storable,
-        F: FnOnce() -> Result<T, E>;
-}
-
-/// Whether `call` caches failures, and the classifier that releases the claim for the others.
+/// Whether `call` caches failures, as the classifier that releases the claim for the others.
 fn transient<E: Serialize>(
     manager: &IdempotencyManager,
     call: &Call,
@@ -200,68 +171,115 @@ fn transient<E: Serialize>(
     move |e: &E| !cache || Error::is_carried_by(e)
 }
 
-impl<E: StorableError> FailurePolicy<E> for StoredFailures {
-    async fn execute<T, F, Fut>(
-        self,
-        manager: &IdempotencyManager,
-        call: &Call,
-        f: F,
-    ) -> Result<Outcome<Result<T, E>>, Error>
-    where
-        T: Storable,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        manager
-            .try_execute_with(call, f, transient::<E>(manager, call))
-            .await
-    }
-
-    fn execute_sync<T, F>(
-        self,
-        manager: &IdempotencyManager,
-        call: &Call,
-        f: F,
-    ) -> Result<Outcome<Result<T, E>>, Error>
-    where
-        T: Storable,
-        F: FnOnce() -> Result<T, E>,
-    {
-        let classify = transient::<E>(manager, call);
-        idempotency_core::block_on(manager.try_execute_with(
-            call,
-            || std::future::ready(f()),
-            classify,
-        ))
+/// The function's own result, or a framework error converted into `E`.
+fn finish<T, E: FromFrameworkError>(r: Result<Outcome<Result<T, E>>, Error>) -> Result<T, E> {
+    match r {
+        Ok(outcome) => outcome.value,
+        Err(e) => Err(E::from_framework_error(e)),
     }
 }
 
-impl<E> FailurePolicy<E> for TransientFailures {
-    async fn execute<T, F, Fut>(
+// The entry points are inherent methods of the two policies, not a trait: the future of a
+// trait method is opaque, and `#[async_trait]`'s `Send` check cannot see through it when the
+// body borrows.
+
+impl StoredFailures {
+    /// Runs an async `-> Result<T, E>` function whose failures are stored: its own result, fresh
+    /// or replayed, or a framework error converted into `E`.
+    pub async fn try_run<T, E, F, Fut>(
         self,
-        manager: &IdempotencyManager,
-        call: &Call,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
         f: F,
-    ) -> Result<Outcome<Result<T, E>>, Error>
+    ) -> Result<T, E>
     where
         T: Storable,
+        E: StorableError + FromFrameworkError,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        manager.try_execute_transient(call, f).await
+        let run = async move {
+            let manager = manager?;
+            let call = call?;
+            let classify = transient::<E>(&manager, &call);
+            manager.try_execute_with(&call, f, classify).await
+        };
+        finish(run.await)
     }
 
-    fn execute_sync<T, F>(
+    /// The sync form of [`try_run`](Self::try_run).
+    ///
+    /// # Errors
+    /// The function's own `Err`, or a framework error converted into `E`.
+    pub fn try_run_sync<T, E, F>(
         self,
-        manager: &IdempotencyManager,
-        call: &Call,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
         f: F,
-    ) -> Result<Outcome<Result<T, E>>, Error>
+    ) -> Result<T, E>
     where
         T: Storable,
+        E: StorableError + FromFrameworkError,
         F: FnOnce() -> Result<T, E>,
     {
-        manager.try_execute_transient_sync(call, f)
+        let run = || {
+            let manager = manager?;
+            let call = call?;
+            let classify = transient::<E>(&manager, &call);
+            idempotency_core::block_on(manager.try_execute_with(
+                &call,
+                || std::future::ready(f()),
+                classify,
+            ))
+        };
+        finish(run())
+    }
+}
+
+impl TransientFailures {
+    /// Runs an async `-> Result<T, E>` function whose failures are never stored: its own
+    /// result (an `Ok` value fresh or replayed), or a framework error converted into `E`.
+    pub async fn try_run<T, E, F, Fut>(
+        self,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Storable,
+        E: FromFrameworkError,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let run = async move {
+            let manager = manager?;
+            let call = call?;
+            manager.try_execute_transient(&call, f).await
+        };
+        finish(run.await)
+    }
+
+    /// The sync form of [`try_run`](Self::try_run).
+    ///
+    /// # Errors
+    /// The function's own `Err`, or a framework error converted into `E`.
+    pub fn try_run_sync<T, E, F>(
+        self,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Storable,
+        E: FromFrameworkError,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let run = || {
+            let manager = manager?;
+            let call = call?;
+            manager.try_execute_transient_sync(&call, f)
+        };
+        finish(run())
     }
 }
 
@@ -458,33 +476,6 @@ where
     manager.execute(&call, f).await.map(Outcome::into_value)
 }
 
-/// Runs an async `-> Result<T, E>` function: its own result, fresh or replayed, or a framework
-/// error converted into `E`. `failures` says whether its `Err` values are stored
-/// ([`StoredFailures`]) or never stored ([`TransientFailures`]).
-pub async fn try_run<T, E, P, F, Fut>(
-    failures: P,
-    manager: Result<IdempotencyManager, Error>,
-    call: Result<Call, Error>,
-    f: F,
-) -> Result<T, E>
-where
-    T: Storable,
-    E: FromFrameworkError,
-    P: FailurePolicy<E>,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let run = async move {
-        let manager = manager?;
-        let call = call?;
-        failures.execute(&manager, &call, f).await
-    };
-    match run.await {
-        Ok(outcome) => outcome.value,
-        Err(e) => Err(E::from_framework_error(e)),
-    }
-}
-
 /// The sync form of [`run`].
 ///
 /// # Errors
@@ -501,33 +492,6 @@ where
     let manager = manager?;
     let call = call?;
     manager.execute_sync(&call, f).map(Outcome::into_value)
-}
-
-/// The sync form of [`try_run`].
-///
-/// # Errors
-/// The function's own `Err`, or a framework error converted into `E`.
-pub fn try_run_sync<T, E, P, F>(
-    failures: P,
-    manager: Result<IdempotencyManager, Error>,
-    call: Result<Call, Error>,
-    f: F,
-) -> Result<T, E>
-where
-    T: Storable,
-    E: FromFrameworkError,
-    P: FailurePolicy<E>,
-    F: FnOnce() -> Result<T, E>,
-{
-    let run = || {
-        let manager = manager?;
-        let call = call?;
-        failures.execute_sync(&manager, &call, f)
-    };
-    match run() {
-        Ok(outcome) => outcome.value,
-        Err(e) => Err(E::from_framework_error(e)),
-    }
 }
 
 /// Gives a `Duration` expression (`ttl = Duration::from_secs(60)`) its type, so that a wrong

@@ -258,10 +258,12 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         block
     };
     let is_async = item.sig.asyncness.is_some() || input.async_trait.is_some();
+    // A fallible function runs through a method of its failure policy
+    // (`StoredFailures`/`TransientFailures`, see `failures`).
     let entry = match (is_async, ret.fallible) {
-        (true, true) => quote!(#p::try_run),
+        (true, true) => quote!(try_run),
         (true, false) => quote!(#p::run),
-        (false, true) => quote!(#p::try_run_sync),
+        (false, true) => quote!(try_run_sync),
         (false, false) => quote!(#p::run_sync),
     };
     let closure = match (input.async_trait, is_async) {
@@ -291,8 +293,13 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         }
     };
     let entry = respan(entry, at(ret_span));
-    let failures = ret.fallible.then(|| failures(input, p, ret_span));
-    let call = quote_spanned!(at(ret_span)=> #entry(#failures __idempotency_manager, __idempotency_call, #closure));
+    let policy = ret.fallible.then(|| failures(input, p, ret_span));
+    let entry = match policy {
+        Some(policy) => quote_spanned!(at(ret_span)=> #policy.#entry),
+        None => entry,
+    };
+    let call =
+        quote_spanned!(at(ret_span)=> #entry(__idempotency_manager, __idempotency_call, #closure));
     if is_async {
         quote!(#call.await)
     } else {
@@ -300,8 +307,8 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     }
 }
 
-/// Whether a fallible function's `Err` values are stored, as the first argument of
-/// `try_run`/`try_run_sync`:
+/// Whether a fallible function's `Err` values are stored: the policy whose `try_run` or
+/// `try_run_sync` runs it:
 /// - `cache_failures = false`: never (`E` needs no `Serialize`);
 /// - `cache_failures = true`, or an error type naming a type parameter of the function (whose
 ///   `Serialize` impl is unknown here): stored, and `E` must serialize (`StorableError`);
@@ -327,7 +334,7 @@ fn failures(input: &Input<'_>, p: &TokenStream, ret_span: Span) -> TokenStream {
             }}
         }
     };
-    quote!(#policy,)
+    policy
 }
 
 /// `span`'s location with call-site hygiene: errors land on the user's tokens, while the
