@@ -416,7 +416,10 @@ fn no_failure<R>(_: &[u8]) -> std::result::Result<R, String> {
 }
 
 fn errors_not_stored<R>(_: &[u8]) -> std::result::Result<R, String> {
-    Err("a stored error, but this operation's errors are never stored (its error type changed?)".to_owned())
+    Err(
+        "a stored error, but this operation's errors are never stored (its error type changed?)"
+            .to_owned(),
+    )
 }
 
 fn decode_ok<T: DeserializeOwned, E>(b: &[u8]) -> std::result::Result<Result<T, E>, String> {

@@ -97,7 +97,10 @@ fn issue_13_error_kind_names_are_stable_and_unknown_names_are_refused() {
         assert_eq!(ErrorKind::from_name(k.as_str()), Some(k));
     }
     assert_eq!(ErrorKind::InProgress.as_str(), "in_progress");
-    assert_eq!(ErrorKind::FingerprintMismatch.as_str(), "fingerprint_mismatch");
+    assert_eq!(
+        ErrorKind::FingerprintMismatch.as_str(),
+        "fingerprint_mismatch"
+    );
     assert_eq!(ErrorKind::InvalidKey.as_str(), "invalid_key");
     assert_eq!(ErrorKind::from_name("teapot"), None);
     let bytes = postcard::to_stdvec("teapot").unwrap();
@@ -117,7 +120,9 @@ fn issue_13_a_user_enum_carries_the_error_with_its_kind() {
     let e = PaymentError::from(Error::FingerprintMismatch { key: key() });
     let bytes = postcard::to_stdvec(&e).unwrap();
     let back: PaymentError = postcard::from_bytes(&bytes).unwrap();
-    assert!(matches!(back, PaymentError::Idempotency(i) if i.kind() == ErrorKind::FingerprintMismatch));
+    assert!(
+        matches!(back, PaymentError::Idempotency(i) if i.kind() == ErrorKind::FingerprintMismatch)
+    );
 }
 
 #[test]
@@ -125,7 +130,10 @@ fn issue_13_is_carried_by_finds_the_error_anywhere_in_a_value() {
     let conflict = || Error::InvalidKey { reason: "empty" };
     assert!(Error::is_carried_by(&conflict()));
     assert!(Error::is_carried_by(&PaymentError::Idempotency(conflict())));
-    assert!(Error::is_carried_by(&vec![None, Some(Box::new(conflict()))]));
+    assert!(Error::is_carried_by(&vec![
+        None,
+        Some(Box::new(conflict()))
+    ]));
     assert!(!Error::is_carried_by(&PaymentError::Declined("no".into())));
     assert!(!Error::is_carried_by(&"in_progress"));
     // Nested checks do not lose the outer answer.
@@ -173,9 +181,7 @@ fn issue_13_try_execute_transient_replays_ok_and_never_stores_an_error() {
         r
     };
     let first = m.try_execute_transient_sync(&ok, || body(Ok(7))).unwrap();
-    let again = m
-        .try_execute_transient_sync(&ok, || body(Ok(8)))
-        .unwrap();
+    let again = m.try_execute_transient_sync(&ok, || body(Ok(8))).unwrap();
     assert!(!first.is_replayed() && again.is_replayed());
     assert_eq!(again.value.unwrap(), 7);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -188,5 +194,9 @@ fn issue_13_try_execute_transient_replays_ok_and_never_stores_an_error() {
         assert!(!out.is_replayed());
         assert_eq!(out.value.unwrap_err().to_string(), "timeout");
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 3, "the error released the claim");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "the error released the claim"
+    );
 }

@@ -51,7 +51,11 @@ fn issue_13_anyhow_ok_is_replayed_and_err_is_never_cached() {
         fetch_anyhow(0).unwrap_err().to_string(),
         "upstream timed out"
     );
-    assert_eq!(runs(&ANYHOW), 3, "an anyhow error is not cached: the body ran again");
+    assert_eq!(
+        runs(&ANYHOW),
+        3,
+        "an anyhow error is not cached: the body ran again"
+    );
 }
 
 static ANYHOW_NO_CACHE: AtomicUsize = AtomicUsize::new(0);
@@ -100,10 +104,7 @@ static IO: AtomicUsize = AtomicUsize::new(0);
 fn read_io(name: &str) -> std::io::Result<String> {
     IO.fetch_add(1, Ordering::SeqCst);
     if name.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no name",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no name"));
     }
     Ok(name.to_uppercase())
 }
@@ -113,8 +114,14 @@ fn issue_13_io_result_ok_is_replayed_and_err_is_never_cached() {
     assert_eq!(read_io("a").unwrap(), "A");
     assert_eq!(read_io("a").unwrap(), "A");
     assert_eq!(runs(&IO), 1);
-    assert_eq!(read_io("").unwrap_err().kind(), std::io::ErrorKind::NotFound);
-    assert_eq!(read_io("").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        read_io("").unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    assert_eq!(
+        read_io("").unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
     assert_eq!(runs(&IO), 3, "an io::Error is not cached");
 }
 
@@ -190,7 +197,11 @@ fn issue_13_string_error_is_stored_and_replayed() {
     assert_eq!(runs(&STRING), 1);
     assert_eq!(charge_string(0), Err("declined: 0".to_owned()));
     assert_eq!(charge_string(0), Err("declined: 0".to_owned()));
-    assert_eq!(runs(&STRING), 2, "the String error was replayed without running");
+    assert_eq!(
+        runs(&STRING),
+        2,
+        "the String error was replayed without running"
+    );
 }
 
 #[test]
@@ -259,7 +270,11 @@ fn issue_13_user_enum_declined_is_stored_and_replayed() {
     assert!(matches!(&first, PaymentError::Declined(m) if m == "order 2"));
     assert!(matches!(&again, PaymentError::Declined(m) if m == "order 2"));
     assert_eq!(status(&again), 402);
-    assert_eq!(runs(&PAY), 2, "the Ok value and the Declined error were replayed");
+    assert_eq!(
+        runs(&PAY),
+        2,
+        "the Ok value and the Declined error were replayed"
+    );
 }
 
 #[test]
@@ -371,8 +386,14 @@ impl From<String> for Rejected {
 
 #[test]
 fn issue_13_generic_serializable_error_is_stored() {
-    assert_eq!(validate::<Rejected>(-1), Err(Rejected("negative: -1".into())));
-    assert_eq!(validate::<Rejected>(-1), Err(Rejected("negative: -1".into())));
+    assert_eq!(
+        validate::<Rejected>(-1),
+        Err(Rejected("negative: -1".into()))
+    );
+    assert_eq!(
+        validate::<Rejected>(-1),
+        Err(Rejected("negative: -1".into()))
+    );
     assert_eq!(validate::<Rejected>(4), Ok(4));
     assert_eq!(validate::<Rejected>(4), Ok(4));
     assert_eq!(runs(&GENERIC), 2);
@@ -392,7 +413,10 @@ fn validate_any<E: From<idempotency::Error> + From<&'static str>>(n: i64) -> Res
 #[test]
 fn issue_13_generic_error_with_cache_failures_false_needs_no_serialize() {
     type Boxed = Box<dyn std::error::Error + Send + Sync>;
-    assert_eq!(validate_any::<Boxed>(-1).unwrap_err().to_string(), "negative");
+    assert_eq!(
+        validate_any::<Boxed>(-1).unwrap_err().to_string(),
+        "negative"
+    );
     assert!(validate_any::<Boxed>(-1).is_err());
     assert_eq!(validate_any::<Boxed>(1).unwrap(), 1);
     assert_eq!(validate_any::<Boxed>(1).unwrap(), 1);
@@ -430,7 +454,11 @@ async fn issue_13_async_functions_follow_the_same_rule_and_stay_send() {
     assert!(a.is_err() && b.is_err());
     assert_eq!(tokio::spawn(fetch_async(9)).await.unwrap().unwrap(), 9);
     assert_eq!(tokio::spawn(fetch_async(9)).await.unwrap().unwrap(), 9);
-    assert_eq!(runs(&ASYNC_ANYHOW), 3, "anyhow errors reran; the Ok value was replayed");
+    assert_eq!(
+        runs(&ASYNC_ANYHOW),
+        3,
+        "anyhow errors reran; the Ok value was replayed"
+    );
 
     let a = tokio::spawn(pay_async(0)).await.unwrap();
     let b = tokio::spawn(pay_async(0)).await.unwrap();
