@@ -110,6 +110,13 @@ impl<R: ?Sized> ErrorProbe<R> {
     }
 }
 
+impl<R: ?Sized> Default for ErrorProbe<R> {
+    #[inline]
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// First choice: the error type is `idempotency::Error`, never stored.
 pub trait ViaFrameworkError {
     /// How the function's failures are handled.
