@@ -17,6 +17,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// in progress (HTTP 409 in the IETF Idempotency-Key draft), fingerprint mismatch (422), invalid
 /// key (400), store unavailable, lease lost, corrupt record, incompatible record, result not
 /// retained. Use [`Error::kind`] to branch on the class of error without matching every field.
+///
+/// `Error` implements `Serialize` and `Deserialize` (as its kind, message and causes; it reads
+/// back as [`Error::Decoded`] with the same kind), so a user's error enum can hold one in a
+/// variant and still derive both; `std::io::Error` and `String` implement `From<Error>`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
