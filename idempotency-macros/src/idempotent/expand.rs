@@ -14,7 +14,8 @@
 //!             /* write `order` through NormalizeKey or Serialize */
 //!             finish_call(__idempotency_enc, &__idempotency_override, CallOptions { ttl: Some(60 s), .. })
 //!         };
-//!         try_run_sync(__idempotency_manager, __idempotency_call, move || -> Result<Receipt, PayError> { body })
+//!         /* StoredFailures if PayError serializes, TransientFailures if not (see `failures`) */
+//!         StoredFailures.try_run_sync(__idempotency_manager, __idempotency_call, move || -> Result<Receipt, PayError> { body })
 //!     }
 //!
 //! Every path is absolute (`::idempotency::__private::...`, `::core::...`), and every local is
@@ -319,7 +320,7 @@ fn failures(input: &Input<'_>, p: &TokenStream, ret_span: Span) -> TokenStream {
     let generic = item::error_type(ret)
         .is_some_and(|e| item::mentions_type_param(e, &input.item.sig.generics));
     let span = at(ret_span);
-    let policy = match input.args.cache_failures {
+    match input.args.cache_failures {
         Some((_, false)) => quote_spanned!(span=> #p::TransientFailures),
         Some((_, true)) => quote_spanned!(span=> #p::StoredFailures),
         None if generic => quote_spanned!(span=> #p::StoredFailures),
@@ -333,8 +334,7 @@ fn failures(input: &Input<'_>, p: &TokenStream, ret_span: Span) -> TokenStream {
                 (&&&#p::ErrorProbe::<#ty>::new()).__idempotency_failures()
             }}
         }
-    };
-    policy
+    }
 }
 
 /// `span`'s location with call-site hygiene: errors land on the user's tokens, while the
