@@ -142,9 +142,10 @@ pub mod __private {
 
     pub use crate::default::default_manager;
     pub use crate::macro_support::{
-        custom_key, duration, finish_call, manager_from, override_key, run, run_sync, try_run,
-        try_run_sync, CustomKey, FromFrameworkError, KeyArg, KeyPart, ManagerSource, Storable,
-        ViaNormalize, ViaSerialize,
+        custom_key, duration, finish_call, manager_from, override_key, run, run_sync, CustomKey,
+        ErrorProbe, FromFrameworkError, KeyArg, KeyPart, ManagerSource, Storable, StorableError,
+        StoredFailures, TransientFailures, ViaFrameworkError, ViaNormalize, ViaSerialize,
+        ViaStoredError, ViaTransientError,
     };
     pub use crate::scoped::{take_override, Override};
 }

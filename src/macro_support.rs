@@ -75,11 +75,220 @@ impl<T: ?Sized> ViaSerialize<T> for &KeyArg<'_, T> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored as the result of an `#[idempotent]` function",
     label = "the result is stored and replayed, so it must implement `Serialize` and `DeserializeOwned`",
-    note = "derive `serde::Serialize` and `serde::Deserialize` for the returned types (both the `Ok` and the `Err` type of a `Result`)"
+    note = "derive `serde::Serialize` and `serde::Deserialize` for `{Self}`"
 )]
 pub trait Storable: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> Storable for T {}
+
+/// What an error type needs when the macro stores failures without probing the type: a
+/// generic error type (`-> Result<T, E>` with `E` a type parameter), or `cache_failures = true`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored as a failure of an `#[idempotent]` function",
+    label = "failures are stored and replayed here (a generic error type, or `cache_failures = true`), so the error type must implement `Serialize` and `DeserializeOwned`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for the error type (for a type parameter, add the bound `{Self}: serde::Serialize + serde::de::DeserializeOwned`), or write `#[idempotent(cache_failures = false)]` so that failures are never stored and the next call runs again"
+)]
+pub trait StorableError: Serialize + DeserializeOwned {}
+
+impl<E: Serialize + DeserializeOwned> StorableError for E {}
+
+/// The return type `R` of a fallible function, for autoderef dispatch on its error type:
+/// `(&&&ErrorProbe::<R>::new()).__idempotency_failures()` gives
+/// - [`TransientFailures`] for `Result<T, idempotency::Error>` ([`ViaFrameworkError`]): a
+///   framework error (a conflict, an unreachable store) is never the function's outcome;
+/// - [`StoredFailures`] when the error type is `Serialize + DeserializeOwned` ([`ViaStoredError`]);
+/// - [`TransientFailures`] for every other error type ([`ViaTransientError`]): `anyhow::Error`,
+///   `Box<dyn Error + Send + Sync>`, `std::io::Error`, ...
+#[allow(missing_debug_implementations)]
+pub struct ErrorProbe<R: ?Sized>(core::marker::PhantomData<fn() -> Box<R>>);
+
+impl<R: ?Sized> ErrorProbe<R> {
+    /// The probe.
+    #[inline]
+    pub const fn new() -> Self {
+        ErrorProbe(core::marker::PhantomData)
+    }
+}
+
+impl<R: ?Sized> Default for ErrorProbe<R> {
+    #[inline]
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// First choice: the error type is `idempotency::Error`, never stored.
+pub trait ViaFrameworkError {
+    /// How the function's failures are handled.
+    fn __idempotency_failures(&self) -> TransientFailures;
+}
+
+impl<T> ViaFrameworkError for &&ErrorProbe<Result<T, Error>> {
+    #[inline]
+    fn __idempotency_failures(&self) -> TransientFailures {
+        TransientFailures
+    }
+}
+
+/// Second choice: the error type serializes, so failures are stored and replayed.
+pub trait ViaStoredError {
+    /// How the function's failures are handled.
+    fn __idempotency_failures(&self) -> StoredFailures;
+}
+
+impl<T, E: Serialize + DeserializeOwned> ViaStoredError for &ErrorProbe<Result<T, E>> {
+    #[inline]
+    fn __idempotency_failures(&self) -> StoredFailures {
+        StoredFailures
+    }
+}
+
+/// Fallback: the error type does not serialize, so failures are never stored.
+pub trait ViaTransientError {
+    /// How the function's failures are handled.
+    fn __idempotency_failures(&self) -> TransientFailures;
+}
+
+impl<R: ?Sized> ViaTransientError for ErrorProbe<R> {
+    #[inline]
+    fn __idempotency_failures(&self) -> TransientFailures {
+        TransientFailures
+    }
+}
+
+/// Failures are stored as `Failed` records for the failure TTL and replayed, unless failures
+/// are not cached (`cache_failures = false` on the call or the manager) or the error carries an
+/// `idempotency::Error` ([`Error::is_carried_by`]): those release the claim.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredFailures;
+
+/// Failures are never stored: every `Err` releases the claim and the next call runs again.
+#[derive(Debug, Clone, Copy)]
+pub struct TransientFailures;
+
+/// Whether `call` caches failures, as the classifier that releases the claim for the others.
+fn transient<E: Serialize>(
+    manager: &IdempotencyManager,
+    call: &Call,
+) -> impl Fn(&E) -> bool + Send + Sync + 'static {
+    let cache = call
+        .options
+        .cache_failures
+        .unwrap_or(manager.config().cache_failures());
+    move |e: &E| !cache || Error::is_carried_by(e)
+}
+
+/// The function's own result, or a framework error converted into `E`.
+fn finish<T, E: FromFrameworkError>(r: Result<Outcome<Result<T, E>>, Error>) -> Result<T, E> {
+    match r {
+        Ok(outcome) => outcome.value,
+        Err(e) => Err(E::from_framework_error(e)),
+    }
+}
+
+// The entry points are inherent methods of the two policies, not a trait: the future of a
+// trait method is opaque, and `#[async_trait]`'s `Send` check cannot see through it when the
+// body borrows.
+
+impl StoredFailures {
+    /// Runs an async `-> Result<T, E>` function whose failures are stored: its own result, fresh
+    /// or replayed, or a framework error converted into `E`.
+    pub async fn try_run<T, E, F, Fut>(
+        self,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Storable,
+        E: StorableError + FromFrameworkError,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let run = async move {
+            let manager = manager?;
+            let call = call?;
+            let classify = transient::<E>(&manager, &call);
+            manager.try_execute_with(&call, f, classify).await
+        };
+        finish(run.await)
+    }
+
+    /// The sync form of [`try_run`](Self::try_run).
+    ///
+    /// # Errors
+    /// The function's own `Err`, or a framework error converted into `E`.
+    pub fn try_run_sync<T, E, F>(
+        self,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Storable,
+        E: StorableError + FromFrameworkError,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let run = || {
+            let manager = manager?;
+            let call = call?;
+            let classify = transient::<E>(&manager, &call);
+            idempotency_core::block_on(manager.try_execute_with(
+                &call,
+                || std::future::ready(f()),
+                classify,
+            ))
+        };
+        finish(run())
+    }
+}
+
+impl TransientFailures {
+    /// Runs an async `-> Result<T, E>` function whose failures are never stored: its own
+    /// result (an `Ok` value fresh or replayed), or a framework error converted into `E`.
+    pub async fn try_run<T, E, F, Fut>(
+        self,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Storable,
+        E: FromFrameworkError,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let run = async move {
+            let manager = manager?;
+            let call = call?;
+            manager.try_execute_transient(&call, f).await
+        };
+        finish(run.await)
+    }
+
+    /// The sync form of [`try_run`](Self::try_run).
+    ///
+    /// # Errors
+    /// The function's own `Err`, or a framework error converted into `E`.
+    pub fn try_run_sync<T, E, F>(
+        self,
+        manager: Result<IdempotencyManager, Error>,
+        call: Result<Call, Error>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Storable,
+        E: FromFrameworkError,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let run = || {
+            let manager = manager?;
+            let call = call?;
+            manager.try_execute_transient_sync(&call, f)
+        };
+        finish(run())
+    }
+}
 
 /// What the error type of a fallible `#[idempotent]` function needs: framework errors (a
 /// conflict, an unreachable store) are returned through it.
@@ -274,30 +483,6 @@ where
     manager.execute(&call, f).await.map(Outcome::into_value)
 }
 
-/// Runs an async `-> Result<T, E>` function: its own result, fresh or replayed, or a framework
-/// error converted into `E`.
-pub async fn try_run<T, E, F, Fut>(
-    manager: Result<IdempotencyManager, Error>,
-    call: Result<Call, Error>,
-    f: F,
-) -> Result<T, E>
-where
-    T: Storable,
-    E: Storable + FromFrameworkError,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let run = async move {
-        let manager = manager?;
-        let call = call?;
-        manager.try_execute(&call, f).await
-    };
-    match run.await {
-        Ok(outcome) => outcome.value,
-        Err(e) => Err(E::from_framework_error(e)),
-    }
-}
-
 /// The sync form of [`run`].
 ///
 /// # Errors
@@ -314,31 +499,6 @@ where
     let manager = manager?;
     let call = call?;
     manager.execute_sync(&call, f).map(Outcome::into_value)
-}
-
-/// The sync form of [`try_run`].
-///
-/// # Errors
-/// The function's own `Err`, or a framework error converted into `E`.
-pub fn try_run_sync<T, E, F>(
-    manager: Result<IdempotencyManager, Error>,
-    call: Result<Call, Error>,
-    f: F,
-) -> Result<T, E>
-where
-    T: Storable,
-    E: Storable + FromFrameworkError,
-    F: FnOnce() -> Result<T, E>,
-{
-    let run = || {
-        let manager = manager?;
-        let call = call?;
-        manager.try_execute_sync(&call, f)
-    };
-    match run() {
-        Ok(outcome) => outcome.value,
-        Err(e) => Err(E::from_framework_error(e)),
-    }
 }
 
 /// Gives a `Duration` expression (`ttl = Duration::from_secs(60)`) its type, so that a wrong

@@ -48,6 +48,17 @@ fn fallible(k: &str, x: u32) -> std::result::Result<u32, Failure> {
     std::result::Result::Ok(x)
 }
 
+// No `cache_failures`: the error type is probed (stored for `Failure`, never for `io::Error`).
+#[idem::idempotent(manager = &*MANAGER)]
+fn probed_stored(x: u32) -> std::result::Result<u32, Failure> {
+    std::result::Result::Ok(x)
+}
+
+#[idem::idempotent(manager = &*MANAGER)]
+fn probed_transient(x: u32) -> std::io::Result<u32> {
+    std::result::Result::Ok(x)
+}
+
 #[idem::idempotent(crate = renamed::idem_again, manager = &*MANAGER)]
 async fn async_fn((a, b): (u32, u32)) -> u32 {
     a + b
@@ -81,5 +92,7 @@ enum DerivedEnum {
 fn hygiene_expansions_run() {
     std::assert_eq!(sync_fn(1, "x", 0).unwrap(), "1x");
     std::assert_eq!(fallible("k", 2), std::result::Result::Ok(2));
+    std::assert_eq!(probed_stored(2), std::result::Result::Ok(2));
+    std::assert_eq!(probed_transient(2).ok(), std::option::Option::Some(2));
     std::assert_eq!(idem::block_on(async_fn((1, 2))).unwrap(), 3);
 }

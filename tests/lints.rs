@@ -60,6 +60,21 @@ fn lints_idempotent_expansion_is_clean() {
         Ok(n)
     }
 
+    /// Sync, fallible with an error that is never stored (probed).
+    #[idempotent(manager = &*MANAGER)]
+    fn sync_io(n: u32) -> std::io::Result<u32> {
+        Ok(n)
+    }
+
+    /// Generic error type, stored.
+    #[idempotent(manager = &*MANAGER)]
+    fn sync_generic<E>(n: u32) -> Result<u32, E>
+    where
+        E: From<idempotency::Error> + Serialize + serde::de::DeserializeOwned,
+    {
+        Ok(n)
+    }
+
     struct Service;
     impl Service {
         #[idempotent(manager = &*MANAGER)]
@@ -74,6 +89,8 @@ fn lints_idempotent_expansion_is_clean() {
     assert!(idempotency::block_on(async_unit("k".to_owned(), 1)).is_ok());
     assert_eq!(idempotency::block_on(async_fallible("5".to_owned())), Ok(5));
     assert_eq!(Service.method(1).ok(), Some(1));
+    assert_eq!(sync_io(1).ok(), Some(1));
+    assert_eq!(sync_generic::<LintError>(1), Ok(1));
 }
 
 #[test]

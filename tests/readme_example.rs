@@ -20,12 +20,12 @@ pub struct Receipt {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PaymentError {
     Declined(String),
-    Idempotency(String),
+    Idempotency(idempotency::Error),
 }
 
 impl From<idempotency::Error> for PaymentError {
     fn from(e: idempotency::Error) -> Self {
-        PaymentError::Idempotency(e.to_string())
+        PaymentError::Idempotency(e)
     }
 }
 

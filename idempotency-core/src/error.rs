@@ -17,6 +17,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// in progress (HTTP 409 in the IETF Idempotency-Key draft), fingerprint mismatch (422), invalid
 /// key (400), store unavailable, lease lost, corrupt record, incompatible record, result not
 /// retained. Use [`Error::kind`] to branch on the class of error without matching every field.
+///
+/// `Error` implements `Serialize` and `Deserialize` (as its kind, message and causes; it reads
+/// back as [`Error::Decoded`] with the same kind), so a user's error enum can hold one in a
+/// variant and still derive both; `std::io::Error` and `String` implement `From<Error>`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -140,6 +144,20 @@ pub enum Error {
         /// The serializer's message.
         message: String,
     },
+
+    /// A framework error read back from its serialized form: `Error` serializes as its kind,
+    /// message and the messages of its causes (so a user's error enum can hold one and derive
+    /// `Serialize`/`Deserialize`), and reads back as this variant with the same
+    /// [`kind`](Error::kind) and message.
+    #[error("{message}")]
+    Decoded {
+        /// The kind of the original error.
+        kind: ErrorKind,
+        /// The original error's message (`Display`).
+        message: String,
+        /// The messages of the original error's `source` chain, outermost first.
+        causes: Vec<String>,
+    },
 }
 
 /// The class of an [`Error`], for callers that branch on it (as sqlx's `ErrorKind`).
@@ -185,6 +203,7 @@ impl Error {
             Error::ResultNotRetained { .. } => ErrorKind::ResultNotRetained,
             Error::CompletionNotRecorded { .. } => ErrorKind::CompletionNotRecorded,
             Error::Encode { .. } => ErrorKind::Encode,
+            Error::Decoded { kind, .. } => *kind,
         }
     }
 

@@ -14,6 +14,7 @@
 
 pub mod canonical;
 mod error;
+mod error_serde;
 #[cfg(feature = "file")]
 mod file;
 mod key;

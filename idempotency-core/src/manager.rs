@@ -239,6 +239,11 @@ impl ManagerConfig {
     pub fn key_prefix(&self) -> &str {
         &self.key_prefix
     }
+    /// Whether a function's own errors are stored as `Failed` records by default (a call's
+    /// [`CallOptions::cache_failures`] overrides it).
+    pub fn cache_failures(&self) -> bool {
+        self.cache_failures
+    }
 }
 
 /// Builds an [`IdempotencyManager`]. Defaults from the specification: TTL 3600 s, failure TTL
@@ -408,6 +413,13 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
 
 fn no_failure<R>(_: &[u8]) -> std::result::Result<R, String> {
     Err("a stored error, but this operation cannot fail".to_owned())
+}
+
+fn errors_not_stored<R>(_: &[u8]) -> std::result::Result<R, String> {
+    Err(
+        "a stored error, but this operation's errors are never stored (its error type changed?)"
+            .to_owned(),
+    )
 }
 
 fn decode_ok<T: DeserializeOwned, E>(b: &[u8]) -> std::result::Result<Result<T, E>, String> {
@@ -639,6 +651,55 @@ impl IdempotencyManager {
         F: FnOnce() -> std::result::Result<T, E>,
     {
         rt::block_on(self.try_execute(call, || std::future::ready(f())))
+    }
+
+    /// As [`try_execute`](Self::try_execute) for an error type that is never stored (one that
+    /// does not serialize, such as `anyhow::Error`, `Box<dyn Error + Send + Sync>` or
+    /// `std::io::Error`): `Ok` values are stored for the TTL and replayed; every `Err` is
+    /// transient, so it releases the claim and the next call runs again (SEMANTICS.md
+    /// scenario 8). `E` needs no `Serialize`.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); a `Failed` record left by an earlier version whose errors
+    /// were stored is [`Error::IncompatibleRecord`].
+    pub async fn try_execute_transient<T, E, F, Fut>(
+        &self,
+        call: &Call,
+        f: F,
+    ) -> Result<Outcome<std::result::Result<T, E>>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let codec = Codec {
+            store: Box::new(|r: &std::result::Result<T, E>| match r {
+                Ok(v) => match encode(v) {
+                    Ok(b) => Disposition::Success(b),
+                    Err(e) => Disposition::NotRetained(e),
+                },
+                Err(_) => Disposition::Release,
+            }),
+            decode_success: decode_ok::<T, E>,
+            decode_failure: errors_not_stored::<std::result::Result<T, E>>,
+        };
+        self.run(call, f, codec).await
+    }
+
+    /// The sync form of [`try_execute_transient`](Self::try_execute_transient).
+    ///
+    /// # Errors
+    /// As [`try_execute_transient`](Self::try_execute_transient).
+    pub fn try_execute_transient_sync<T, E, F>(
+        &self,
+        call: &Call,
+        f: F,
+    ) -> Result<Outcome<std::result::Result<T, E>>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> std::result::Result<T, E>,
+    {
+        rt::block_on(self.try_execute_transient(call, || std::future::ready(f())))
     }
 
     async fn run<R, F, Fut>(&self, call: &Call, f: F, codec: Codec<R>) -> Result<Outcome<R>>

@@ -14,7 +14,8 @@
 //!             /* write `order` through NormalizeKey or Serialize */
 //!             finish_call(__idempotency_enc, &__idempotency_override, CallOptions { ttl: Some(60 s), .. })
 //!         };
-//!         try_run_sync(__idempotency_manager, __idempotency_call, move || -> Result<Receipt, PayError> { body })
+//!         /* StoredFailures if PayError serializes, TransientFailures if not (see `failures`) */
+//!         StoredFailures.try_run_sync(__idempotency_manager, __idempotency_call, move || -> Result<Receipt, PayError> { body })
 //!     }
 //!
 //! Every path is absolute (`::idempotency::__private::...`, `::core::...`), and every local is
@@ -27,7 +28,7 @@ use syn::spanned::Spanned;
 use syn::{ReturnType, Signature};
 
 use super::args::{Conflict, FingerprintArg, IdempotentArgs, Secs};
-use super::item::{AsyncTraitShape, MaybeItemFn, Param, Receiver, ReturnShape};
+use super::item::{self, AsyncTraitShape, MaybeItemFn, Param, Receiver, ReturnShape};
 
 pub(crate) struct Input<'a> {
     pub(crate) item: &'a MaybeItemFn,
@@ -258,10 +259,12 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         block
     };
     let is_async = item.sig.asyncness.is_some() || input.async_trait.is_some();
+    // A fallible function runs through a method of its failure policy
+    // (`StoredFailures`/`TransientFailures`, see `failures`).
     let entry = match (is_async, ret.fallible) {
-        (true, true) => quote!(#p::try_run),
+        (true, true) => quote!(try_run),
         (true, false) => quote!(#p::run),
-        (false, true) => quote!(#p::try_run_sync),
+        (false, true) => quote!(try_run_sync),
         (false, false) => quote!(#p::run_sync),
     };
     let closure = match (input.async_trait, is_async) {
@@ -291,12 +294,46 @@ fn run(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         }
     };
     let entry = respan(entry, at(ret_span));
+    let policy = ret.fallible.then(|| failures(input, p, ret_span));
+    let entry = match policy {
+        Some(policy) => quote_spanned!(at(ret_span)=> #policy.#entry),
+        None => entry,
+    };
     let call =
         quote_spanned!(at(ret_span)=> #entry(__idempotency_manager, __idempotency_call, #closure));
     if is_async {
         quote!(#call.await)
     } else {
         call
+    }
+}
+
+/// Whether a fallible function's `Err` values are stored: the policy whose `try_run` or
+/// `try_run_sync` runs it:
+/// - `cache_failures = false`: never (`E` needs no `Serialize`);
+/// - `cache_failures = true`, or an error type naming a type parameter of the function (whose
+///   `Serialize` impl is unknown here): stored, and `E` must serialize (`StorableError`);
+/// - otherwise the error type decides, by autoderef dispatch on `ErrorProbe<R>`: never for
+///   `idempotency::Error`, stored when it is `Serialize + DeserializeOwned`, never otherwise.
+fn failures(input: &Input<'_>, p: &TokenStream, ret_span: Span) -> TokenStream {
+    let ret = input.ret;
+    let generic = item::error_type(ret)
+        .is_some_and(|e| item::mentions_type_param(e, &input.item.sig.generics));
+    let span = at(ret_span);
+    match input.args.cache_failures {
+        Some((_, false)) => quote_spanned!(span=> #p::TransientFailures),
+        Some((_, true)) => quote_spanned!(span=> #p::StoredFailures),
+        None if generic => quote_spanned!(span=> #p::StoredFailures),
+        None => {
+            let ty = ret
+                .ty
+                .as_ref()
+                .map_or_else(|| quote!(()), ToTokens::to_token_stream);
+            quote_spanned! {span=> {
+                use #p::{ViaFrameworkError as _, ViaStoredError as _, ViaTransientError as _};
+                (&&&#p::ErrorProbe::<#ty>::new()).__idempotency_failures()
+            }}
+        }
     }
 }
 

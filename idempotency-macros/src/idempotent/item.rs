@@ -36,6 +36,15 @@ impl Parse for MaybeItemFn {
         let outer_attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
         let sig: Signature = input.parse()?;
+        if input.peek(token::Semi) {
+            // A trait method declaration (or a foreign fn) has no body to wrap.
+            let mut span = quote::quote!(#vis #sig);
+            span.extend(input.parse::<TokenStream>()?);
+            return Err(syn::Error::new_spanned(
+                span,
+                "`#[idempotent]` needs a function body: put it on the method in the `impl` block that implements this trait method, not on the declaration in the trait",
+            ));
+        }
         let content;
         let brace = braced!(content in input);
         let inner_attrs = content.call(Attribute::parse_inner)?;
@@ -215,9 +224,59 @@ fn collect_binds(pat: &Pat, out: &mut Vec<Ident>) {
 pub(crate) struct ReturnShape {
     /// The declared type (or the `Output` of the async-trait future); `None` for `()`.
     pub(crate) ty: Option<Type>,
-    /// A type whose last path segment is `Result`: `Err` values are stored and replayed, and
-    /// framework errors are returned through `From<idempotency::Error>`.
+    /// A type whose last path segment is `Result`: framework errors are returned through
+    /// `From<idempotency::Error>`, and `Err` values are stored and replayed when the error type
+    /// serializes (never stored otherwise).
     pub(crate) fallible: bool,
+}
+
+/// The error type of a fallible return type, when it is written out: `E` of `Result<T, E>` (or
+/// of any `...Result<T, E>` alias with two type arguments). `None` for `io::Result<T>` and
+/// one-argument aliases, whose error type is fixed by the alias.
+pub(crate) fn error_type(shape: &ReturnShape) -> Option<&Type> {
+    let Some(Type::Path(p)) = shape.ty.as_ref().filter(|_| shape.fallible) else {
+        return None;
+    };
+    let PathArguments::AngleBracketed(args) = &p.path.segments.last()?.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(_), Some(e), None) => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether `ty` names one of the function's type parameters (`E`, `Box<E>`, `E::Error`): its
+/// `Serialize` impl is then unknown where the macro expands.
+pub(crate) fn mentions_type_param(ty: &Type, generics: &syn::Generics) -> bool {
+    struct Find<'g> {
+        params: Vec<&'g Ident>,
+        found: bool,
+    }
+    impl syn::visit::Visit<'_> for Find<'_> {
+        fn visit_path(&mut self, p: &syn::Path) {
+            if let Some(first) = p.segments.first() {
+                if self.params.iter().any(|i| **i == first.ident) {
+                    self.found = true;
+                }
+            }
+            syn::visit::visit_path(self, p);
+        }
+    }
+    let params: Vec<&Ident> = generics.type_params().map(|t| &t.ident).collect();
+    if params.is_empty() {
+        return false;
+    }
+    let mut f = Find {
+        params,
+        found: false,
+    };
+    syn::visit::Visit::visit_type(&mut f, ty);
+    f.found
 }
 
 pub(crate) fn return_shape(ty: Option<&Type>) -> ReturnShape {
