@@ -144,5 +144,8 @@ pub mod __private {
         try_run_sync, CustomKey, FromFrameworkError, KeyArg, KeyPart, ManagerSource, Storable,
         ViaNormalize, ViaSerialize,
     };
+    pub use crate::macro_support::{
+        NormalizeReceiver, Operation, OtherReceiver, ReceiverCheck, SerializeReceiver,
+    };
     pub use crate::scoped::{take_override, Override};
 }
