@@ -544,3 +544,83 @@ pub trait OtherReceiver {
 }
 
 impl<T: ?Sized> OtherReceiver for ReceiverCheck<'_, T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::{probe, strip_closures, Operation};
+    use idempotency_core::{KeyEncoder, MAX_OPERATION_BYTES};
+
+    fn key(op: &Operation, default_name: bool) -> String {
+        let mut enc = KeyEncoder::new(if default_name { op.name() } else { "pinned" }, 1);
+        op.identify(&mut enc, default_name);
+        enc.arg(&1_u8);
+        enc.finish().unwrap().key.as_str().to_owned()
+    }
+
+    #[test]
+    fn this_compiler_shows_the_generic_arguments_of_closures() {
+        assert!(probe::shows_generics());
+        assert!(Operation::new("a::f::__idempotency_fn", "a::f::{{closure}}")
+            .check()
+            .is_ok());
+    }
+
+    #[test]
+    fn the_path_loses_the_nested_item_and_async_closure_segments() {
+        assert_eq!(strip_closures("a::f::{{closure}}::{{closure}}"), "a::f");
+        // A closure among generic arguments is not a trailing segment.
+        assert_eq!(
+            strip_closures("a::f<a::main::{{closure}}>::{{closure}}"),
+            "a::f<a::main::{{closure}}>"
+        );
+        let op = Operation::new("a::W<_>::get::{{closure}}::__idempotency_fn", "a::W<u8>::get::{{closure}}::{{closure}}");
+        assert_eq!(op.name(), "a::W<_>::get");
+        assert_eq!(op.instance, Some("a::W<u8>::get"));
+    }
+
+    #[test]
+    fn a_free_function_keeps_only_its_generic_arguments() {
+        let op = Operation::new("a::echo::__idempotency_fn", "a::echo<u32>::{{closure}}");
+        assert_eq!(op.name(), "a::echo");
+        assert_eq!(op.instance, Some("<u32>"));
+        let plain = Operation::new("a::f::__idempotency_fn", "a::f::{{closure}}");
+        assert_eq!(plain.instance, None);
+        // Without instance parts the key is the one `KeyEncoder::new("a::f", 1)` derives.
+        let mut enc = KeyEncoder::new("a::f", 1);
+        enc.arg(&1_u8);
+        assert_eq!(key(&plain, true), enc.finish().unwrap().key.as_str());
+    }
+
+    #[test]
+    fn instantiations_differ_by_default_name_and_by_pinned_name() {
+        let u32s = Operation::new("a::echo::__idempotency_fn", "a::echo<u32>::{{closure}}");
+        let u64s = Operation::new("a::echo::__idempotency_fn", "a::echo<u64>::{{closure}}");
+        assert_ne!(key(&u32s, true), key(&u64s, true));
+        assert_ne!(key(&u32s, false), key(&u64s, false));
+        let moved = Operation::new("b::echo::__idempotency_fn", "b::echo<u32>::{{closure}}");
+        // A pinned name keeps a moved free function's keys.
+        assert_eq!(key(&u32s, false), key(&moved, false));
+    }
+
+    #[test]
+    fn long_paths_are_shortened_to_distinct_valid_names_and_keys() {
+        let long_a: &'static str = Box::leak(
+            format!("{}::a::__idempotency_fn", "m".repeat(300)).into_boxed_str(),
+        );
+        let long_b: &'static str = Box::leak(
+            format!("{}::b::__idempotency_fn", "m".repeat(300)).into_boxed_str(),
+        );
+        let a = Operation::new(long_a, &long_a[..long_a.len() - "::__idempotency_fn".len()]);
+        let b = Operation::new(long_b, &long_b[..long_b.len() - "::__idempotency_fn".len()]);
+        assert_eq!(a.name().len(), MAX_OPERATION_BYTES);
+        assert_ne!(a.name(), b.name());
+        assert!(a.name().starts_with("mmm") && a.name().contains('~'));
+        assert_ne!(key(&a, true), key(&b, true));
+        // Multi-byte characters are cut at a character boundary.
+        let wide: &'static str =
+            Box::leak(format!("{}::f::__idempotency_fn", "é".repeat(150)).into_boxed_str());
+        let w = Operation::new(wide, "x");
+        assert!(w.name().len() <= MAX_OPERATION_BYTES);
+        assert!(KeyEncoder::new(w.name(), 1).finish().is_ok());
+    }
+}

@@ -223,11 +223,20 @@ fn parse_one(cx: &Ctxt, input: ParseStream<'_>, s: &mut Slots) -> syn::Result<()
         // `include_self` alone reads as `include_self = true`.
         let value = if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
-            input.parse::<LitBool>()?.value
+            let tt: proc_macro2::TokenTree = input.parse()?;
+            match syn::parse2::<LitBool>(tt.clone().into()) {
+                Ok(b) => Some(b.value),
+                Err(_) => {
+                    cx.error_spanned_by(&tt, "expected `include_self = true` (or `include_self` alone) to put the receiver in the key, or `include_self = false` to leave it out");
+                    None
+                }
+            }
         } else {
-            true
+            Some(true)
         };
-        s.include_self.set(cx, k, (k.span, value));
+        if let Some(value) = value {
+            s.include_self.set(cx, k, (k.span, value));
+        }
     } else if lookahead.peek(Token![crate]) {
         let k = input.parse::<Token![crate]>()?;
         input.parse::<Token![=]>()?;
