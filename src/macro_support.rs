@@ -442,9 +442,7 @@ impl Operation {
 /// Removes trailing `{{closure}}` segments (the body of an `async fn` or `async` block).
 fn strip_closures(mut path: &'static str) -> &'static str {
     while let Some((head, last)) = path.rsplit_once("::") {
-        let synthetic = last.starts_with('{')
-            && last.ends_with('}')
-            && !last.contains(['<', '>']);
+        let synthetic = last.starts_with('{') && last.ends_with('}') && !last.contains(['<', '>']);
         if !synthetic {
             break;
         }
@@ -560,9 +558,11 @@ mod tests {
     #[test]
     fn this_compiler_shows_the_generic_arguments_of_closures() {
         assert!(probe::shows_generics());
-        assert!(Operation::new("a::f::__idempotency_fn", "a::f::{{closure}}")
-            .check()
-            .is_ok());
+        assert!(
+            Operation::new("a::f::__idempotency_fn", "a::f::{{closure}}")
+                .check()
+                .is_ok()
+        );
     }
 
     #[test]
@@ -573,7 +573,10 @@ mod tests {
             strip_closures("a::f<a::main::{{closure}}>::{{closure}}"),
             "a::f<a::main::{{closure}}>"
         );
-        let op = Operation::new("a::W<_>::get::{{closure}}::__idempotency_fn", "a::W<u8>::get::{{closure}}::{{closure}}");
+        let op = Operation::new(
+            "a::W<_>::get::{{closure}}::__idempotency_fn",
+            "a::W<u8>::get::{{closure}}::{{closure}}",
+        );
         assert_eq!(op.name(), "a::W<_>::get");
         assert_eq!(op.instance, Some("a::W<u8>::get"));
     }
@@ -604,12 +607,10 @@ mod tests {
 
     #[test]
     fn long_paths_are_shortened_to_distinct_valid_names_and_keys() {
-        let long_a: &'static str = Box::leak(
-            format!("{}::a::__idempotency_fn", "m".repeat(300)).into_boxed_str(),
-        );
-        let long_b: &'static str = Box::leak(
-            format!("{}::b::__idempotency_fn", "m".repeat(300)).into_boxed_str(),
-        );
+        let long_a: &'static str =
+            Box::leak(format!("{}::a::__idempotency_fn", "m".repeat(300)).into_boxed_str());
+        let long_b: &'static str =
+            Box::leak(format!("{}::b::__idempotency_fn", "m".repeat(300)).into_boxed_str());
         let a = Operation::new(long_a, &long_a[..long_a.len() - "::__idempotency_fn".len()]);
         let b = Operation::new(long_b, &long_b[..long_b.len() - "::__idempotency_fn".len()]);
         assert_eq!(a.name().len(), MAX_OPERATION_BYTES);

@@ -752,7 +752,13 @@ trait Lookup {
     #[idempotent(manager = m)]
     fn describe(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
         FINDS.fetch_add(1, Ordering::SeqCst);
-        format!("{}-{id}", std::any::type_name::<Self>().rsplit("::").next().unwrap_or(""))
+        format!(
+            "{}-{id}",
+            std::any::type_name::<Self>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("")
+        )
     }
 }
 
@@ -841,10 +847,16 @@ fn scenario_18_methods_of_a_generic_type_never_share_a_record_across_instantiati
     let orders = Repo::<OrderRow>::new();
     assert_eq!(users.tagged(&m, 7_u8).unwrap(), ("users".to_owned(), 7_u8));
     assert_eq!(users.tagged(&m, 7_i8).unwrap(), ("users".to_owned(), 7_i8));
-    assert_eq!(orders.tagged(&m, 7_u8).unwrap(), ("orders".to_owned(), 7_u8));
+    assert_eq!(
+        orders.tagged(&m, 7_u8).unwrap(),
+        ("orders".to_owned(), 7_u8)
+    );
     assert_eq!(REPO.load(Ordering::SeqCst), 5);
     assert_eq!(Repo::<OrderRow>::count(&m, 1).unwrap(), "orders-1");
-    assert_eq!(orders.tagged(&m, 7_u8).unwrap(), ("orders".to_owned(), 7_u8));
+    assert_eq!(
+        orders.tagged(&m, 7_u8).unwrap(),
+        ("orders".to_owned(), 7_u8)
+    );
     assert_eq!(REPO.load(Ordering::SeqCst), 5);
     // The visible name is the path with the type's parameters as `_` (stores accept `<`, `>`
     // and spaces: they hash the key into file names and Redis keys).

@@ -289,7 +289,10 @@ fn include_self_needs_receiver(cx: &Ctxt, args: &mut IdempotentArgs, receiver: O
         } else {
             "`include_self = false` leaves the receiver out of the key"
         };
-        cx.error_at(span, format!("{what}, but this function has no `self` parameter; remove it"));
+        cx.error_at(
+            span,
+            format!("{what}, but this function has no `self` parameter; remove it"),
+        );
         args.include_self = None;
     }
 }
