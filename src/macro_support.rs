@@ -442,7 +442,9 @@ impl Operation {
 /// Removes trailing `{{closure}}` segments (the body of an `async fn` or `async` block).
 fn strip_closures(mut path: &'static str) -> &'static str {
     while let Some((head, last)) = path.rsplit_once("::") {
-        let synthetic = last.starts_with('{') && last.ends_with('}') && !last.contains(['<', '>']);
+        let synthetic = last.starts_with('{')
+            && last.ends_with('}')
+            && !last.contains(|c| c == '<' || c == '>');
         if !synthetic {
             break;
         }

@@ -247,7 +247,8 @@ impl<'a> KeyEncoder<'a> {
     /// Each part is hashed length-prefixed, in call order, into the key's identity (next to the
     /// operation name, the version and the scope), so it separates derived keys and
     /// caller-supplied keys alike; it also enters the [`Fingerprint`]. Parts never appear in the
-    /// key in clear. An encoder without parts hashes exactly as before this method existed.
+    /// key in clear. Without any part, the key and fingerprint are exactly those derived without
+    /// this method, so keys that never used it keep their records.
     pub fn instance(&mut self, part: &str) -> &mut Self {
         let h = self.instance.get_or_insert_with(Sha256::new);
         update_len_prefixed(h, part.as_bytes());

@@ -760,6 +760,14 @@ trait Lookup {
                 .unwrap_or("")
         )
     }
+
+    /// A provided method with a receiver (`Self: ?Sized` here).
+    #[idempotent(manager = m)]
+    fn label(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        let name = std::any::type_name::<Self>();
+        format!("{}#{id}", name.rsplit("::").next().unwrap_or(""))
+    }
 }
 
 impl Lookup for Users {
@@ -789,6 +797,10 @@ fn scenario_18_trait_impls_and_provided_methods_for_two_types_never_share_a_reco
     assert_eq!(Orders.find(&m, 1).unwrap(), "order-1");
     assert_eq!(<Orders as Lookup>::describe(&m, 1).unwrap(), "Orders-1");
     assert_eq!(FINDS.load(Ordering::SeqCst), 4);
+    assert_eq!(Users.label(&m, 1).unwrap(), "Users#1");
+    assert_eq!(Orders.label(&m, 1).unwrap(), "Orders#1");
+    assert_eq!(Orders.label(&m, 1).unwrap(), "Orders#1");
+    assert_eq!(FINDS.load(Ordering::SeqCst), 6);
 }
 
 trait Table {
