@@ -147,5 +147,8 @@ pub mod __private {
         StoredFailures, TransientFailures, ViaFrameworkError, ViaNormalize, ViaSerialize,
         ViaStoredError, ViaTransientError,
     };
+    pub use crate::macro_support::{
+        NormalizeReceiver, Operation, OtherReceiver, ReceiverCheck, SerializeReceiver,
+    };
     pub use crate::scoped::{take_override, Override};
 }

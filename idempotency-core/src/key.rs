@@ -269,6 +269,8 @@ pub struct KeyEncoder<'a> {
     scope: Option<Vec<u8>>,
     args: Vec<u8>,
     custom: Option<&'a str>,
+    /// The hash of the [`instance`](Self::instance) parts, when any were given.
+    instance: Option<Sha256>,
     error: Option<Error>,
 }
 
@@ -281,8 +283,25 @@ impl<'a> KeyEncoder<'a> {
             scope: None,
             args: Vec::with_capacity(64),
             custom: None,
+            instance: None,
             error: None,
         }
+    }
+
+    /// Adds `part` to the operation's identity: which instance of the operation this is, when
+    /// one operation name covers several distinct functions. `#[idempotent]` passes the
+    /// instantiated path of a generic function or method (`<u32>` for `echo::<u32>`,
+    /// `app::Repo<app::User>::load`), so that two instantiations never share a record.
+    ///
+    /// Each part is hashed length-prefixed, in call order, into the key's identity (next to the
+    /// operation name, the version and the scope), so it separates derived keys and
+    /// caller-supplied keys alike; it also enters the [`Fingerprint`]. Parts never appear in the
+    /// key in clear. Without any part, the key and fingerprint are exactly those derived without
+    /// this method, so keys that never used it keep their records.
+    pub fn instance(&mut self, part: &str) -> &mut Self {
+        let h = self.instance.get_or_insert_with(Sha256::new);
+        update_len_prefixed(h, part.as_bytes());
+        self
     }
 
     fn remember(&mut self, what: &'static str, r: std::result::Result<(), CanonicalError>) {
@@ -347,22 +366,34 @@ impl<'a> KeyEncoder<'a> {
     /// [`Error::InvalidKey`] for a bad operation name or custom key (see
     /// [`validate_custom_key`]); [`Error::Encode`] when an argument or the scope failed to
     /// serialize.
-    pub fn finish(self) -> Result<DerivedKey> {
+    pub fn finish(mut self) -> Result<DerivedKey> {
         if let Some(e) = self.error {
             return Err(e);
         }
         validate_operation(self.operation)?;
+        let instance: Option<[u8; 32]> = self.instance.take().map(|i| i.finalize().into());
         let mut h = Sha256::new();
         h.update(KEY_DOMAIN);
         self.hash_identity(&mut h);
+        if let Some(i) = &instance {
+            // After the scope comes `C` or `A` otherwise: the tag keeps the two apart.
+            h.update([b'I']);
+            h.update(i);
+        }
         let fingerprint = match self.custom {
             Some(custom) => {
                 validate_custom_key(custom)?;
                 h.update([b'C']);
                 update_len_prefixed(&mut h, custom.as_bytes());
                 let mut f = Sha256::new();
-                f.update(FINGERPRINT_DOMAIN);
+                match &instance {
+                    None => f.update(FINGERPRINT_DOMAIN),
+                    Some(_) => f.update(FINGERPRINT_INSTANCE_DOMAIN),
+                }
                 self.hash_operation(&mut f);
+                if let Some(i) = &instance {
+                    f.update(i);
+                }
                 f.update(&self.args);
                 Some(Fingerprint(f.finalize().into()))
             }
@@ -397,6 +428,10 @@ impl<'a> KeyEncoder<'a> {
         }
     }
 }
+
+/// The fingerprint's domain tag when [`KeyEncoder::instance`] parts were given (a distinct tag,
+/// so that no argument encoding can imitate the instance digest).
+const FINGERPRINT_INSTANCE_DOMAIN: &[u8] = b"idempotency/fingerprint/v1/instance\0";
 
 /// Hashes `bytes` prefixed by their length as a varint (the canonical encoding's length
 /// prefix), without allocating.

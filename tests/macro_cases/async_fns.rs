@@ -208,3 +208,77 @@ async fn scenario_06_with_key_and_refresh_across_awaits() {
     assert_eq!(overridable(1).await.unwrap(), 1);
     assert_eq!(OVERRIDES.load(Ordering::SeqCst), 3);
 }
+
+// ---- operation identity (issue 12) ----
+
+static ECHO: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(manager = m)]
+async fn echo<T: Serialize + serde::de::DeserializeOwned + Send>(
+    #[idempotency(skip)] m: &IdempotencyManager,
+    x: T,
+) -> T {
+    ECHO.fetch_add(1, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    x
+}
+
+#[tokio::test]
+async fn scenario_18_async_instantiations_of_a_generic_function_never_share_a_record() {
+    let m = crate::common::store::manager();
+    assert_eq!(echo(&m, 5_u32).await.unwrap(), 5_u32);
+    assert_eq!(echo(&m, 5_u64).await.unwrap(), 5_u64);
+    assert_eq!(echo(&m, vec![200_u8]).await.unwrap(), vec![200_u8]);
+    assert_eq!(echo(&m, vec![200_u16]).await.unwrap(), vec![200_u16]);
+    assert_eq!(ECHO.load(Ordering::SeqCst), 4);
+    assert_eq!(echo(&m, 5_u64).await.unwrap(), 5_u64);
+    assert_eq!(ECHO.load(Ordering::SeqCst), 4);
+}
+
+static GETS: AtomicUsize = AtomicUsize::new(0);
+
+struct Users;
+struct Orders;
+
+impl Users {
+    #[idempotent(manager = m)]
+    async fn get(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        GETS.fetch_add(1, Ordering::SeqCst);
+        format!("user-{id}")
+    }
+}
+
+impl Orders {
+    #[idempotent(manager = m)]
+    async fn get(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        GETS.fetch_add(1, Ordering::SeqCst);
+        format!("order-{id}")
+    }
+}
+
+#[tokio::test]
+async fn scenario_18_async_methods_of_two_types_in_one_module_never_share_a_record() {
+    let m = crate::common::store::manager();
+    assert_eq!(Users.get(&m, 1).await.unwrap(), "user-1");
+    assert_eq!(Orders.get(&m, 1).await.unwrap(), "order-1");
+    assert_eq!(Users.get(&m, 1).await.unwrap(), "user-1");
+    assert_eq!(GETS.load(Ordering::SeqCst), 2);
+    // The `async` body adds no segment to the operation name.
+    let page = m.storage().list(None, 10).await.unwrap();
+    let mut names: Vec<String> = page
+        .items
+        .iter()
+        .map(|l| match l {
+            idempotency::Listed::Record(o) => o.record.key.operation().to_owned(),
+            idempotency::Listed::Unreadable { error, .. } => panic!("unreadable: {error}"),
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            concat!(module_path!(), "::Orders::get").to_owned(),
+            concat!(module_path!(), "::Users::get").to_owned(),
+        ]
+    );
+}

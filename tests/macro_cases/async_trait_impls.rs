@@ -31,7 +31,7 @@ struct Stripe {
 
 #[async_trait]
 impl Gateway for Stripe {
-    #[idempotent(manager = &*MANAGER, scope = self.tenant.clone(), ttl = 60)]
+    #[idempotent(manager = &*MANAGER, scope = self.tenant.clone(), ttl = 60, include_self = false)]
     async fn charge(&self, order: u32, cents: u64) -> Result<String, GatewayError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         if cents == 0 {
@@ -84,4 +84,42 @@ async fn scenario_17_async_trait_pattern_parameter_and_include_self() {
     let mut b = stripe("b");
     assert_eq!(b.refund((1, 50)).await, Ok(50));
     assert_eq!(b.runs.load(Ordering::SeqCst), 1);
+}
+
+// ---- operation identity (issue 12) ----
+
+#[async_trait]
+trait Lookup {
+    async fn find(&self, id: u64) -> Result<String, GatewayError>;
+}
+
+struct Users;
+struct Orders;
+
+static FINDS: AtomicUsize = AtomicUsize::new(0);
+
+#[async_trait]
+impl Lookup for Users {
+    #[idempotent(manager = &*MANAGER)]
+    async fn find(&self, id: u64) -> Result<String, GatewayError> {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("user-{id}"))
+    }
+}
+
+#[async_trait]
+impl Lookup for Orders {
+    #[idempotent(manager = &*MANAGER)]
+    async fn find(&self, id: u64) -> Result<String, GatewayError> {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("order-{id}"))
+    }
+}
+
+#[tokio::test]
+async fn scenario_18_async_trait_impls_for_two_types_never_share_a_record() {
+    assert_eq!(Users.find(1).await, Ok("user-1".into()));
+    assert_eq!(Orders.find(1).await, Ok("order-1".into()));
+    assert_eq!(Orders.find(1).await, Ok("order-1".into()));
+    assert_eq!(FINDS.load(Ordering::SeqCst), 2);
 }

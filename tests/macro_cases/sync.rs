@@ -86,7 +86,7 @@ struct Account {
 }
 
 impl Account {
-    #[idempotent(manager = &*MANAGER)]
+    #[idempotent(manager = &*MANAGER, include_self = false)]
     fn by_ref(&self, amount: u32) -> u32 {
         self.runs.fetch_add(1, Ordering::SeqCst);
         self.id + amount
@@ -98,14 +98,14 @@ impl Account {
         self.id + amount
     }
 
-    #[idempotent(manager = &*MANAGER)]
+    #[idempotent(manager = &*MANAGER, include_self = false)]
     fn by_mut(&mut self, amount: u32) -> u32 {
         *self.runs.get_mut() += 1;
         self.id += amount;
         self.id
     }
 
-    #[idempotent(manager = &*MANAGER)]
+    #[idempotent(manager = &*MANAGER, include_self = false)]
     fn by_value(self, amount: u32) -> u32 {
         self.runs.fetch_add(1, Ordering::SeqCst);
         self.id * amount
@@ -608,4 +608,329 @@ fn the_store_under_test_is_the_one_this_binary_names() {
         "MemoryStorage"
     };
     assert!(debug.contains(expected), "{expected} expected, got {debug}");
+}
+
+// ---- operation identity: paths, instantiations and the receiver (issue 12) ----
+
+/// The operation names of every record in `m`'s store, sorted.
+fn operations(m: &IdempotencyManager) -> Vec<String> {
+    let page = idempotency::block_on(m.storage().list(None, 1000)).unwrap();
+    assert!(page.cursor.is_none());
+    let mut names: Vec<String> = page
+        .items
+        .iter()
+        .map(|l| match l {
+            idempotency::Listed::Record(o) => o.record.key.operation().to_owned(),
+            idempotency::Listed::Unreadable { error, .. } => panic!("unreadable record: {error}"),
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+static ECHO: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(manager = m)]
+fn echo<T: Serialize + serde::de::DeserializeOwned>(
+    #[idempotency(skip)] m: &IdempotencyManager,
+    x: T,
+) -> T {
+    ECHO.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn scenario_18_instantiations_of_a_generic_function_never_share_a_record() {
+    let m = memory();
+    assert_eq!(echo(&m, 5_u32).unwrap(), 5_u32);
+    // Another instantiation, same serialized argument: the body runs.
+    assert_eq!(echo(&m, 5_u64).unwrap(), 5_u64);
+    assert_eq!(ECHO.load(Ordering::SeqCst), 2);
+    assert_eq!(echo(&m, 5_u32).unwrap(), 5_u32);
+    assert_eq!(echo(&m, 5_u64).unwrap(), 5_u64);
+    assert_eq!(ECHO.load(Ordering::SeqCst), 2);
+    // Free functions keep `module_path!()::name` as their operation name.
+    let name = concat!(module_path!(), "::echo").to_owned();
+    assert_eq!(operations(&m), vec![name.clone(), name]);
+}
+
+static TWICE: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(manager = m)]
+fn twice<T: Serialize + serde::de::DeserializeOwned + Clone>(
+    #[idempotency(skip)] m: &IdempotencyManager,
+    x: T,
+) -> Vec<T> {
+    TWICE.fetch_add(1, Ordering::SeqCst);
+    vec![x.clone(), x]
+}
+
+#[test]
+fn scenario_18_instantiation_only_in_the_result_type_never_shares_a_record() {
+    let m = memory();
+    assert_eq!(twice(&m, 200_u8).unwrap(), vec![200_u8, 200]);
+    // `Vec<u16>` would not decode from the `Vec<u8>` record: it must not be read.
+    assert_eq!(twice(&m, 200_u16).unwrap(), vec![200_u16, 200]);
+    assert_eq!(twice(&m, 200_u16).unwrap(), vec![200_u16, 200]);
+    assert_eq!(TWICE.load(Ordering::SeqCst), 2);
+}
+
+static PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// A type parameter that appears in no parameter and no result.
+#[idempotent(manager = m)]
+fn page_size<T>(#[idempotency(skip)] m: &IdempotencyManager, pages: usize) -> usize {
+    PAGES.fetch_add(1, Ordering::SeqCst);
+    pages * std::mem::size_of::<T>()
+}
+
+/// A const parameter.
+#[idempotent(manager = m)]
+fn chunks<const N: usize>(#[idempotency(skip)] m: &IdempotencyManager, len: usize) -> usize {
+    PAGES.fetch_add(1, Ordering::SeqCst);
+    len.div_ceil(N)
+}
+
+#[test]
+fn scenario_18_type_and_const_parameters_outside_the_signature_never_share_a_record() {
+    let m = memory();
+    assert_eq!(page_size::<u16>(&m, 3).unwrap(), 6);
+    assert_eq!(page_size::<u64>(&m, 3).unwrap(), 24);
+    assert_eq!(chunks::<2>(&m, 9).unwrap(), 5);
+    assert_eq!(chunks::<3>(&m, 9).unwrap(), 3);
+    assert_eq!(page_size::<u16>(&m, 3).unwrap(), 6);
+    assert_eq!(chunks::<3>(&m, 9).unwrap(), 3);
+    assert_eq!(PAGES.load(Ordering::SeqCst), 4);
+}
+
+static GETS: AtomicUsize = AtomicUsize::new(0);
+
+struct Users;
+struct Orders;
+
+impl Users {
+    #[idempotent(manager = m)]
+    fn get(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        GETS.fetch_add(1, Ordering::SeqCst);
+        format!("user-{id}")
+    }
+}
+
+impl Orders {
+    #[idempotent(manager = m)]
+    fn get(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        GETS.fetch_add(1, Ordering::SeqCst);
+        format!("order-{id}")
+    }
+}
+
+#[test]
+fn scenario_18_methods_of_two_types_in_one_module_never_share_a_record() {
+    let m = memory();
+    assert_eq!(Users.get(&m, 1).unwrap(), "user-1");
+    assert_eq!(Orders.get(&m, 1).unwrap(), "order-1");
+    assert_eq!(GETS.load(Ordering::SeqCst), 2);
+    assert_eq!(Users.get(&m, 1).unwrap(), "user-1");
+    assert_eq!(Orders.get(&m, 1).unwrap(), "order-1");
+    assert_eq!(GETS.load(Ordering::SeqCst), 2);
+    // The default operation name is the method's path, type included.
+    assert_eq!(
+        operations(&m),
+        vec![
+            concat!(module_path!(), "::Orders::get").to_owned(),
+            concat!(module_path!(), "::Users::get").to_owned(),
+        ]
+    );
+}
+
+static FINDS: AtomicUsize = AtomicUsize::new(0);
+
+trait Lookup {
+    fn find(&self, m: &IdempotencyManager, id: u64) -> Result<String, Error>;
+
+    /// A provided method with neither a receiver nor `Self` in its signature.
+    #[idempotent(manager = m)]
+    fn describe(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        format!(
+            "{}-{id}",
+            std::any::type_name::<Self>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("")
+        )
+    }
+
+    /// A provided method with a receiver (`Self: ?Sized` here).
+    #[idempotent(manager = m)]
+    fn label(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        let name = std::any::type_name::<Self>();
+        format!("{}#{id}", name.rsplit("::").next().unwrap_or(""))
+    }
+}
+
+impl Lookup for Users {
+    #[idempotent(manager = m)]
+    fn find(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        format!("user-{id}")
+    }
+}
+
+impl Lookup for Orders {
+    #[idempotent(manager = m)]
+    fn find(&self, #[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        format!("order-{id}")
+    }
+}
+
+#[test]
+fn scenario_18_trait_impls_and_provided_methods_for_two_types_never_share_a_record() {
+    let m = memory();
+    assert_eq!(Users.find(&m, 1).unwrap(), "user-1");
+    assert_eq!(Orders.find(&m, 1).unwrap(), "order-1");
+    assert_eq!(<Users as Lookup>::describe(&m, 1).unwrap(), "Users-1");
+    assert_eq!(<Orders as Lookup>::describe(&m, 1).unwrap(), "Orders-1");
+    assert_eq!(FINDS.load(Ordering::SeqCst), 4);
+    assert_eq!(Orders.find(&m, 1).unwrap(), "order-1");
+    assert_eq!(<Orders as Lookup>::describe(&m, 1).unwrap(), "Orders-1");
+    assert_eq!(FINDS.load(Ordering::SeqCst), 4);
+    assert_eq!(Users.label(&m, 1).unwrap(), "Users#1");
+    assert_eq!(Orders.label(&m, 1).unwrap(), "Orders#1");
+    assert_eq!(Orders.label(&m, 1).unwrap(), "Orders#1");
+    assert_eq!(FINDS.load(Ordering::SeqCst), 6);
+}
+
+trait Table {
+    const NAME: &'static str;
+}
+
+struct UserRow;
+struct OrderRow;
+
+impl Table for UserRow {
+    const NAME: &'static str = "users";
+}
+
+impl Table for OrderRow {
+    const NAME: &'static str = "orders";
+}
+
+struct Repo<T>(std::marker::PhantomData<T>);
+
+static REPO: AtomicUsize = AtomicUsize::new(0);
+
+impl<T: Table> Repo<T> {
+    /// An associated function of a generic type whose parameter is in no parameter, no result
+    /// and no receiver.
+    #[idempotent(manager = m)]
+    fn count(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+        REPO.fetch_add(1, Ordering::SeqCst);
+        format!("{}-{id}", T::NAME)
+    }
+
+    /// A generic method of a generic type.
+    #[idempotent(manager = m)]
+    fn tagged<U: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        #[idempotency(skip)] m: &IdempotencyManager,
+        value: U,
+    ) -> (String, U) {
+        REPO.fetch_add(1, Ordering::SeqCst);
+        (T::NAME.to_owned(), value)
+    }
+}
+
+impl<T: Table> Repo<T> {
+    fn new() -> Self {
+        Repo(std::marker::PhantomData)
+    }
+}
+
+#[test]
+fn scenario_18_methods_of_a_generic_type_never_share_a_record_across_instantiations() {
+    let m = memory();
+    assert_eq!(Repo::<UserRow>::count(&m, 1).unwrap(), "users-1");
+    assert_eq!(Repo::<OrderRow>::count(&m, 1).unwrap(), "orders-1");
+    assert_eq!(REPO.load(Ordering::SeqCst), 2);
+    let users = Repo::<UserRow>::new();
+    let orders = Repo::<OrderRow>::new();
+    assert_eq!(users.tagged(&m, 7_u8).unwrap(), ("users".to_owned(), 7_u8));
+    assert_eq!(users.tagged(&m, 7_i8).unwrap(), ("users".to_owned(), 7_i8));
+    assert_eq!(
+        orders.tagged(&m, 7_u8).unwrap(),
+        ("orders".to_owned(), 7_u8)
+    );
+    assert_eq!(REPO.load(Ordering::SeqCst), 5);
+    assert_eq!(Repo::<OrderRow>::count(&m, 1).unwrap(), "orders-1");
+    assert_eq!(
+        orders.tagged(&m, 7_u8).unwrap(),
+        ("orders".to_owned(), 7_u8)
+    );
+    assert_eq!(REPO.load(Ordering::SeqCst), 5);
+    // The visible name is the path with the type's parameters as `_` (stores accept `<`, `>`
+    // and spaces: they hash the key into file names and Redis keys).
+    let ops = operations(&m);
+    let count = concat!(module_path!(), "::Repo<_>::count");
+    assert_eq!(ops.iter().filter(|o| *o == count).count(), 2, "{ops:?}");
+}
+
+static PINNED: AtomicUsize = AtomicUsize::new(0);
+
+/// A pinned name replaces the path, not the instantiation.
+#[idempotent(manager = m, name = "pinned::echo")]
+fn pinned_echo<T: Serialize + serde::de::DeserializeOwned>(
+    #[idempotency(skip)] m: &IdempotencyManager,
+    x: T,
+) -> T {
+    PINNED.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn scenario_18_a_pinned_name_still_separates_instantiations() {
+    let m = memory();
+    assert_eq!(pinned_echo(&m, 5_u32).unwrap(), 5_u32);
+    assert_eq!(pinned_echo(&m, 5_u64).unwrap(), 5_u64);
+    assert_eq!(pinned_echo(&m, 5_u64).unwrap(), 5_u64);
+    assert_eq!(PINNED.load(Ordering::SeqCst), 2);
+    assert_eq!(operations(&m), vec!["pinned::echo", "pinned::echo"]);
+}
+
+static BILLED: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Serialize)]
+struct Billing {
+    fee: u64,
+}
+
+impl Billing {
+    #[idempotent(manager = m, include_self)]
+    fn charge(&self, #[idempotency(skip)] m: &IdempotencyManager, amount: u64) -> u64 {
+        BILLED.fetch_add(1, Ordering::SeqCst);
+        self.fee + amount
+    }
+
+    #[idempotent(manager = m, include_self = false)]
+    fn charge_any(&self, #[idempotency(skip)] m: &IdempotencyManager, amount: u64) -> u64 {
+        BILLED.fetch_add(1, Ordering::SeqCst);
+        self.fee + amount
+    }
+}
+
+#[test]
+fn scenario_18_receiver_in_the_key_with_include_self_and_out_with_include_self_false() {
+    let m = memory();
+    assert_eq!(Billing { fee: 5 }.charge(&m, 1).unwrap(), 6);
+    assert_eq!(Billing { fee: 100 }.charge(&m, 1).unwrap(), 101);
+    assert_eq!(BILLED.load(Ordering::SeqCst), 2);
+    assert_eq!(Billing { fee: 5 }.charge(&m, 1).unwrap(), 6);
+    assert_eq!(BILLED.load(Ordering::SeqCst), 2);
+    // Left out on purpose: the documented behaviour is that the second receiver replays the
+    // first one's result.
+    assert_eq!(Billing { fee: 5 }.charge_any(&m, 1).unwrap(), 6);
+    assert_eq!(Billing { fee: 100 }.charge_any(&m, 1).unwrap(), 6);
+    assert_eq!(BILLED.load(Ordering::SeqCst), 3);
 }

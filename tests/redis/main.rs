@@ -10,6 +10,7 @@
 mod ambiguous;
 mod faults;
 mod harness;
+mod identity;
 mod kit;
 mod outage;
 mod processes;

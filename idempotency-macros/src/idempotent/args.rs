@@ -81,7 +81,9 @@ pub(crate) struct IdempotentArgs {
     pub(crate) on_conflict: Option<Conflict>,
     pub(crate) cache_failures: Option<(Span, bool)>,
     pub(crate) fingerprint: Option<FingerprintArg>,
-    pub(crate) include_self: Option<Span>,
+    /// `include_self` (`true`) or `include_self = <bool>`; unset: left out, with a warning
+    /// when the receiver could be part of the key.
+    pub(crate) include_self: Option<(Span, bool)>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -97,7 +99,7 @@ struct Slots {
     on_conflict: Attr<Conflict>,
     cache_failures: Attr<(Span, bool)>,
     fingerprint: Attr<FingerprintArg>,
-    include_self: Attr<Span>,
+    include_self: Attr<(Span, bool)>,
     krate: Attr<Path>,
 }
 
@@ -218,7 +220,23 @@ fn parse_one(cx: &Ctxt, input: ParseStream<'_>, s: &mut Slots) -> syn::Result<()
         }
     } else if lookahead.peek(kw::include_self) {
         let k = input.parse::<kw::include_self>()?;
-        s.include_self.set(cx, k, k.span);
+        // `include_self` alone reads as `include_self = true`.
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            let tt: proc_macro2::TokenTree = input.parse()?;
+            match syn::parse2::<LitBool>(tt.clone().into()) {
+                Ok(b) => Some(b.value),
+                Err(_) => {
+                    cx.error_spanned_by(&tt, "expected `include_self = true` (or `include_self` alone) to put the receiver in the key, or `include_self = false` to leave it out");
+                    None
+                }
+            }
+        } else {
+            Some(true)
+        };
+        if let Some(value) = value {
+            s.include_self.set(cx, k, (k.span, value));
+        }
     } else if lookahead.peek(Token![crate]) {
         let k = input.parse::<Token![crate]>()?;
         input.parse::<Token![=]>()?;

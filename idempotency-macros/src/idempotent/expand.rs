@@ -9,9 +9,13 @@
 //!         let __idempotency_override = take_override();
 //!         let __idempotency_manager = default_manager();
 //!         let __idempotency_call = {
-//!             let mut __idempotency_enc = KeyEncoder::new(concat!(module_path!(), "::charge"), 1);
+//!             fn __idempotency_fn() {}
+//!             let __idempotency_op = Operation::new(type_name_of_val(&__idempotency_fn), type_name_of_val(&|| {}));
+//!             let mut __idempotency_enc = KeyEncoder::new(__idempotency_op.name(), 1);
+//!             __idempotency_op.identify(&mut __idempotency_enc, true);
 //!             if let Some(k) = override_key(&__idempotency_override) { __idempotency_enc.custom_key(k); }
 //!             /* write `order` through NormalizeKey or Serialize */
+//!             __idempotency_op.check()?; // (as a `match`)
 //!             finish_call(__idempotency_enc, &__idempotency_override, CallOptions { ttl: Some(60 s), .. })
 //!         };
 //!         /* StoredFailures if PayError serializes, TransientFailures if not (see `failures`) */
@@ -23,7 +27,6 @@
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{ReturnType, Signature};
 
@@ -96,12 +99,21 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         Some(expr) => quote_spanned!(at(expr.span())=> #p::manager_from(&(#expr))),
         None => quote!(#p::default_manager()),
     };
-    let name = match &args.name {
-        Some(lit) => quote!(#lit),
-        None => {
-            let fn_name = input.item.sig.ident.unraw().to_string();
-            quote!(::core::concat!(::core::module_path!(), "::", #fn_name))
-        }
+    // The operation identity (`Operation`): the default name is the function's path as the
+    // compiler prints the nested item's type (`app::Users::get`), and the instantiation
+    // (`<u64>`, `app::W<u32>::get`) comes from a closure's type. Both are read here, outside
+    // the body's closure, so an `async` body adds only `{{closure}}` segments, which
+    // `Operation::new` removes.
+    let (name, default_name) = match &args.name {
+        Some(lit) => (quote!(#lit), false),
+        None => (quote!(__idempotency_op.name()), true),
+    };
+    let operation = quote! {
+        fn __idempotency_fn() {}
+        let __idempotency_op = #p::Operation::new(
+            ::core::any::type_name_of_val(&__idempotency_fn),
+            ::core::any::type_name_of_val(&|| {}),
+        );
     };
     let version = Literal::u32_unsuffixed(args.version.unwrap_or(1));
     let scope = args
@@ -131,9 +143,15 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
             }
         },
     };
-    let receiver = match (args.include_self, input.receiver) {
-        (Some(span), Some(Receiver::ByRef)) => Some(write_arg(p, span, &quote!(&*self))),
-        (Some(span), Some(Receiver::ByValue)) => Some(write_arg(p, span, &quote!(&self))),
+    let receiver_value = match input.receiver {
+        Some(Receiver::ByRef) => Some(quote!(&*self)),
+        Some(Receiver::ByValue) => Some(quote!(&self)),
+        None => None,
+    };
+    let receiver = match (args.include_self, &receiver_value) {
+        (Some((span, true)), Some(value)) => Some(write_arg(p, span, value)),
+        // Undecided: a warning at the receiver when its type could be part of the key.
+        (None, Some(value)) => Some(receiver_warning(input, p, value)),
         _ => None,
     };
     let writes: Vec<TokenStream> = input
@@ -152,14 +170,40 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
         let __idempotency_override = #p::take_override();
         let __idempotency_manager = #manager;
         let __idempotency_call = {
+            #operation
             #dispatch
             let mut __idempotency_enc = #p::KeyEncoder::new(#name, #version);
+            __idempotency_op.identify(&mut __idempotency_enc, #default_name);
             #scope
             #custom
             #receiver
             #(#writes)*
-            #p::finish_call(__idempotency_enc, &__idempotency_override, #options)
+            match __idempotency_op.check() {
+                #p::Result::Ok(()) => #p::finish_call(__idempotency_enc, &__idempotency_override, #options),
+                #p::Result::Err(__idempotency_e) => #p::Result::Err(__idempotency_e),
+            }
         };
+    }
+}
+
+/// A method whose attribute does not say whether the receiver is part of the key: a
+/// deprecation warning (the one warning a macro can raise on stable) at the receiver when its
+/// type implements `NormalizeKey` or `Serialize`, silence otherwise (see `ReceiverCheck`).
+fn receiver_warning(input: &Input<'_>, p: &TokenStream, value: &TokenStream) -> TokenStream {
+    let span = input
+        .item
+        .sig
+        .inputs
+        .first()
+        .map_or_else(Span::call_site, Spanned::span);
+    let call = quote_spanned! {at(span)=>
+        (&&&#p::ReceiverCheck(#value)).receiver_is_not_in_the_key()
+    };
+    quote! {
+        {
+            use #p::{NormalizeReceiver as _, OtherReceiver as _, SerializeReceiver as _};
+            #call;
+        }
     }
 }
 

@@ -281,9 +281,18 @@ fn cache_failures_needs_result(cx: &Ctxt, args: &mut IdempotentArgs, shape: &Ret
     }
 }
 
+/// `include_self` decides about a receiver; without one it would silently do nothing.
 fn include_self_needs_receiver(cx: &Ctxt, args: &mut IdempotentArgs, receiver: Option<Receiver>) {
-    if let (Some(span), None) = (args.include_self, receiver) {
-        cx.error_at(span, "`include_self` puts the receiver in the key, but this function has no `self` parameter");
+    if let (Some((span, value)), None) = (args.include_self, receiver) {
+        let what = if value {
+            "`include_self` puts the receiver in the key"
+        } else {
+            "`include_self = false` leaves the receiver out of the key"
+        };
+        cx.error_at(
+            span,
+            format!("{what}, but this function has no `self` parameter; remove it"),
+        );
         args.include_self = None;
     }
 }

@@ -11,7 +11,7 @@ impl Counter {
     fn bump(&mut self, x: u32) -> u32 { self.0 += x; self.0 }
     #[idempotent(manager = &*MANAGER, include_self)]
     fn consume(self) -> u32 { self.0 }
-    #[idempotent(manager = &*MANAGER)]
+    #[idempotent(manager = &*MANAGER, include_self = false)]
     async fn get_async(&self, x: u32) -> u32 { self.0 + x }
 }
 
