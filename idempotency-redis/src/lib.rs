@@ -114,6 +114,7 @@
 )]
 
 mod config;
+mod error;
 mod listing;
 mod reply;
 mod scripts;
