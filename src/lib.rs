@@ -67,6 +67,7 @@
 //! ## MSRV
 //! Rust 1.85; raising it is a minor-version change.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]

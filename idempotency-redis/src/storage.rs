@@ -189,12 +189,14 @@ fn is_ambiguous(e: &RedisError) -> bool {
 
 impl RedisStorage {
     /// Connects to the Redis server at `url` with default settings (prefix `idempotency:`),
-    /// `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS, feature `tls`).
-    /// Use [`RedisConfig`] for other settings.
+    /// `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS: feature `redis-tls`
+    /// of `idempotency`, `tls` of this crate). Use [`RedisConfig`] for other settings.
     ///
     /// # Errors
-    /// [`Error::Config`] for a URL that does not parse; [`Error::Storage`] when Redis cannot be
-    /// reached or refuses the credentials.
+    /// [`Error::Config`] for a URL that does not parse, or a `rediss://` URL without the TLS
+    /// feature (the message names it); [`Error::Storage`] when Redis cannot be reached or
+    /// refuses the credentials, its message naming the server and the cause (`connection
+    /// refused`, `timed out`, `DNS lookup failed`, `bad database number`, ...).
     pub fn open(url: &str) -> Result<RedisStorage> {
         RedisConfig::new(url).open()
     }
@@ -265,6 +267,18 @@ impl RedisStorage {
     }
 
     pub(crate) fn connect(config: RedisConfig) -> Result<RedisStorage> {
+        if let Some(url) = config
+            .nodes
+            .iter()
+            .find(|url| !cfg!(feature = "tls") && url.trim_start().starts_with("rediss://"))
+        {
+            return Err(Error::Config(format!(
+                "`{}`: `rediss://` (TLS) needs the `redis-tls` feature of `idempotency`: \
+                 `features = [\"redis-tls\"]` in Cargo.toml, or `--features redis-tls` on the \
+                 cargo command line (the `tls` feature of `idempotency-redis`)",
+                redact(url)
+            )));
+        }
         if config.cluster {
             return Self::connect_cluster(&config);
         }
