@@ -47,7 +47,9 @@ fn every_rust_block_of_the_readme_is_a_complete_program() {
             "README.md:{line}: a Rust block without `fn main()`"
         );
         assert!(
-            !body.lines().any(|l| l.trim_start() == "#" || l.trim_start().starts_with("# ")),
+            !body
+                .lines()
+                .any(|l| l.trim_start() == "#" || l.trim_start().starts_with("# ")),
             "README.md:{line}: a rustdoc hidden line (`# ...`): not what a user pastes"
         );
         assert!(

@@ -29,7 +29,10 @@ fn a_rediss_url_without_the_tls_feature_names_redis_tls() {
         .expect("no TLS without the feature");
     assert_eq!(e.kind(), ErrorKind::Config);
     let msg = e.to_string();
-    assert!(msg.contains("the `redis-tls` feature of `idempotency`"), "{msg}");
+    assert!(
+        msg.contains("the `redis-tls` feature of `idempotency`"),
+        "{msg}"
+    );
     assert!(msg.contains("--features redis-tls"), "{msg}");
     assert!(!msg.contains("secret"), "{msg}");
 }
@@ -47,7 +50,7 @@ fn a_rediss_url_with_redis_tls_speaks_tls() {
         let mut head = [0_u8; 3];
         socket.read_exact(&mut head).map(|()| head)
     });
-    let e = idempotency::redis::RedisConfig::new(format!("rediss://localhost:{port}/0"))
+    let e = idempotency::redis::RedisConfig::new(format!("rediss://127.0.0.1:{port}/0"))
         .reconnect_retries(0)
         .open()
         .err()
@@ -56,7 +59,7 @@ fn a_rediss_url_with_redis_tls_speaks_tls() {
     assert_eq!(e.kind(), ErrorKind::StoreUnavailable, "{e}");
     assert!(
         e.to_string().starts_with(&format!(
-            "idempotency store unavailable during connect: rediss localhost:{port}: "
+            "idempotency store unavailable during connect: rediss 127.0.0.1:{port}: "
         )),
         "{e}"
     );

@@ -57,5 +57,8 @@ fn a_storage_error_without_a_reason_prints_the_source_message() {
         e.to_string(),
         "idempotency store unavailable during get: backend said no"
     );
-    assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("backend said no"));
+    assert_eq!(
+        e.source().map(|s| s.to_string()).as_deref(),
+        Some("backend said no")
+    );
 }

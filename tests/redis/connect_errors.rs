@@ -51,7 +51,11 @@ fn a_refused_connection_names_the_host_and_says_refused() {
     );
     assert_redis_source(&e);
     // The OS's own text is further down the chain, once below the summary.
-    assert!(chain(&e).iter().any(|m| m.contains("os error")), "{:?}", chain(&e));
+    assert!(
+        chain(&e).iter().any(|m| m.contains("os error")),
+        "{:?}",
+        chain(&e)
+    );
 }
 
 #[test]
@@ -60,7 +64,11 @@ fn a_password_in_the_url_never_appears_in_the_message() {
     let e = open_err(&format!("redis://alice:hunter2@127.0.0.1:{port}/3"));
     let all = format!("{e} {:?} {e:?}", chain(&e));
     assert!(!all.contains("hunter2"), "{all}");
-    assert!(e.to_string().contains(&format!("redis 127.0.0.1:{port}: connection refused")), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("redis 127.0.0.1:{port}: connection refused")),
+        "{e}"
+    );
 }
 
 #[test]
