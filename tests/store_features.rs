@@ -2,12 +2,12 @@
 //! feature and the cargo flag; with `redis-tls`, a `rediss://` URL builds a TLS client (proved
 //! without a TLS server: the first bytes the store sends are a TLS handshake record).
 
-use idempotency::{ErrorKind, StoreUrl};
+use idempotency::ErrorKind;
 
 #[cfg(not(feature = "redis"))]
 #[test]
 fn a_redis_url_without_the_redis_feature_names_the_cargo_flag() {
-    let e = StoreUrl::parse("redis://127.0.0.1:6379/5")
+    let e = idempotency::StoreUrl::parse("redis://127.0.0.1:6379/5")
         .and_then(|u| u.open_manager())
         .err()
         .expect("no Redis store without the feature");
@@ -23,7 +23,7 @@ fn a_redis_url_without_the_redis_feature_names_the_cargo_flag() {
 #[cfg(not(feature = "redis-tls"))]
 #[test]
 fn a_rediss_url_without_the_tls_feature_names_redis_tls() {
-    let e = StoreUrl::parse("rediss://:secret@cache.example.invalid:6380/0")
+    let e = idempotency::StoreUrl::parse("rediss://:secret@cache.example.invalid:6380/0")
         .and_then(|u| u.open_manager())
         .err()
         .expect("no TLS without the feature");
@@ -53,8 +53,7 @@ fn a_rediss_url_with_redis_tls_speaks_tls() {
     let e = idempotency::redis::RedisConfig::new(format!("rediss://127.0.0.1:{port}/0"))
         .reconnect_retries(0)
         .open()
-        .err()
-        .expect("no TLS server to finish the handshake");
+        .expect_err("no TLS server to finish the handshake");
     // The URL was accepted and a connection attempted: a store error, not a configuration one.
     assert_eq!(e.kind(), ErrorKind::StoreUnavailable, "{e}");
     assert!(
