@@ -9,8 +9,7 @@ use idempotency::ErrorKind;
 fn a_redis_url_without_the_redis_feature_names_the_cargo_flag() {
     let e = idempotency::StoreUrl::parse("redis://127.0.0.1:6379/5")
         .and_then(|u| u.open_manager())
-        .err()
-        .expect("no Redis store without the feature");
+        .expect_err("no Redis store without the feature");
     assert_eq!(e.kind(), ErrorKind::Config);
     assert_eq!(
         e.to_string(),
@@ -25,8 +24,7 @@ fn a_redis_url_without_the_redis_feature_names_the_cargo_flag() {
 fn a_rediss_url_without_the_tls_feature_names_redis_tls() {
     let e = idempotency::StoreUrl::parse("rediss://:secret@cache.example.invalid:6380/0")
         .and_then(|u| u.open_manager())
-        .err()
-        .expect("no TLS without the feature");
+        .expect_err("no TLS without the feature");
     assert_eq!(e.kind(), ErrorKind::Config);
     let msg = e.to_string();
     assert!(
