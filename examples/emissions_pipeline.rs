@@ -6,7 +6,7 @@
 //! cargo run --release --example emissions_pipeline              # file store in target/emissions/store
 //! cargo run --release --example emissions_pipeline              # again: executed=0, same report
 //! cargo run --release --example emissions_pipeline -- --crash-after 100   # aborts mid-batch
-//! cargo run --release --example emissions_pipeline -- --store redis://127.0.0.1:6379/0
+//! cargo run --release --features redis --example emissions_pipeline -- --store redis://127.0.0.1:6379/5
 //! ```
 //!
 //! Each ledger row is one idempotent operation keyed by its record id; the row's content is the

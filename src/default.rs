@@ -9,8 +9,12 @@ use idempotency_core::{Error, IdempotencyManager, MemoryStorage, Result};
 ///
 /// - `file:///absolute/path` or `file://relative/path`: the embedded file store in that directory;
 /// - `memory://`: a process-local memory store (nothing survives the process);
-/// - `redis://[user:password@]host[:port][/db]` or `rediss://...` (TLS): the Redis store (feature
-///   `redis`).
+/// - `redis://[user:password@]host[:port][/db]`: the Redis store (feature `redis`);
+/// - `rediss://...`: the Redis store over TLS (feature `redis-tls`: rustls with the ring provider
+///   and the webpki roots, what managed Redis services need).
+///
+/// Opening a URL whose store's feature is off is an [`Error::Config`] that names the feature and
+/// the cargo flag (`--features redis`, `--features redis-tls`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreUrl {
@@ -57,8 +61,9 @@ impl StoreUrl {
     /// Opens the store this URL names and builds a manager over it with default settings.
     ///
     /// # Errors
-    /// [`Error::Config`] when the store's feature is not enabled; the store's own errors when it
-    /// cannot be opened (an unwritable directory, an unreachable Redis).
+    /// [`Error::Config`] when the store's feature is not enabled (the message names it and the
+    /// cargo flag); the store's own errors when it cannot be opened (an unwritable directory,
+    /// an unreachable Redis: [`Error::Io`], [`Error::Storage`]).
     pub fn open_manager(&self) -> Result<IdempotencyManager> {
         match self {
             StoreUrl::Memory => Ok(IdempotencyManager::new(MemoryStorage::new())),
@@ -92,10 +97,17 @@ fn open_redis(url: &str) -> Result<IdempotencyManager> {
 }
 
 #[cfg(not(feature = "redis"))]
-fn open_redis(_: &str) -> Result<IdempotencyManager> {
-    Err(Error::Config(
-        "the Redis store needs the `redis` feature of `idempotency`".into(),
-    ))
+fn open_redis(url: &str) -> Result<IdempotencyManager> {
+    let feature = if url.starts_with("rediss://") {
+        "redis-tls"
+    } else {
+        "redis"
+    };
+    Err(Error::Config(format!(
+        "the Redis store needs the `{feature}` feature of `idempotency`: \
+         `features = [\"{feature}\"]` in Cargo.toml, or `--features {feature}` on the cargo \
+         command line (`cargo run --features {feature} ...`)"
+    )))
 }
 
 static DEFAULT: OnceLock<IdempotencyManager> = OnceLock::new();

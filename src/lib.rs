@@ -9,6 +9,7 @@
 //! [dependencies]
 //! idempotency = "0.1"                                        # file store + macros
 //! # idempotency = { version = "0.1", features = ["redis"] }  # + the Redis store
+//! # idempotency = { version = "0.1", features = ["redis-tls"] }  # + the Redis store over TLS
 //! ```
 //!
 //! ```
@@ -47,7 +48,7 @@
 //! | store | for | how |
 //! |---|---|---|
 //! | [`FileStorage`] (feature `file`, default) | one machine, any number of processes | `FileStorage::open(dir)`, or `IDEMPOTENCY_URL=file:///dir` |
-//! | `RedisStorage` (feature `redis`) | a fleet sharing a Redis (or a Redis Cluster, feature `cluster`) | `RedisStorage::open("redis://host:6379/0")`, or `IDEMPOTENCY_URL=redis://...` |
+//! | `RedisStorage` (feature `redis`; `redis-tls` for `rediss://`) | a fleet sharing a Redis (or a Redis Cluster, feature `cluster`) | `RedisStorage::open("redis://host:6379/0")`, or `IDEMPOTENCY_URL=redis://...` |
 //! | [`MemoryStorage`] | tests and single-process services | `MemoryStorage::new()`, or `IDEMPOTENCY_URL=memory://` |
 //!
 //! [`default_manager`] builds the process-wide manager from `IDEMPOTENCY_URL` (see
@@ -59,7 +60,8 @@
 //! ## Features
 //! - `macros` (default): `#[idempotent]` and `#[derive(NormalizeKey)]`.
 //! - `file` (default): the embedded file store, `FileStorage`.
-//! - `redis`: the Redis store, `RedisStorage`; `cluster`: Redis Cluster.
+//! - `redis`: the Redis store, `RedisStorage`; `redis-tls`: the same over TLS (`rediss://`
+//!   URLs; rustls with the ring provider and the webpki roots); `cluster`: Redis Cluster.
 //! - `metrics`: counters and histograms through the `metrics` facade (see [`telemetry`]).
 //! - `cli`: the `idempotency` operator binary (list, show, delete, purge-expired, stats, doctor).
 //! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
@@ -67,6 +69,9 @@
 //! ## MSRV
 //! Rust 1.85; raising it is a minor-version change.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Doc tests (this crate's and the README's) fail on any warning, as a user's build would show it.
+#![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -125,6 +130,11 @@ pub use idempotency_redis::{self as redis, RedisStorage};
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc(inline)]
 pub use idempotency_macros::{idempotent, NormalizeKey};
+
+/// The README's examples, compiled and run by `cargo test --doc` (each is a complete program).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Used by generated code. Not public API; may change in any release.
 #[doc(hidden)]

@@ -60,17 +60,28 @@ pub enum Error {
 
     /// The store could not be reached or failed an operation (network, I/O, full disk, script
     /// error). Under the default fail-closed policy the function does not run.
-    #[error("idempotency store unavailable during {operation}")]
+    ///
+    /// The message names the step, the store and why, e.g. `idempotency store unavailable during
+    /// connect: redis 127.0.0.1:6379: connection refused` (never a password from the URL), so
+    /// `{e}` alone is enough for a log line; [`source`](std::error::Error::source) is the
+    /// backend's own error (a `redis::RedisError`, an `std::io::Error`, ...) with its details.
+    #[error("idempotency store unavailable during {operation}: {reason}")]
     Storage {
-        /// The store step that failed (`claim`, `complete`, `get`, ...).
+        /// The store step that failed (`connect`, `claim`, `complete`, `get`, ...).
         operation: &'static str,
+        /// Where and why, in a few words: the store (host and port; never a password) and the
+        /// class of the cause (`connection refused`, `timed out`, `DNS lookup failed`, a bad
+        /// database number, ...). Built by [`Error::storage_with_reason`], or from the source's
+        /// message by [`Error::storage`].
+        reason: String,
         /// The backend's error.
         #[source]
         source: BoxDynError,
     },
 
-    /// A file-store I/O error, naming the path it concerns.
-    #[error("idempotency file store: {operation} `{}`", path.display())]
+    /// A file-store I/O error, naming the path it concerns and the class of the cause
+    /// (`permission denied`, `entity not found`, `storage full`, ...); `source` is the I/O error.
+    #[error("idempotency file store: {operation} `{}`: {}", path.display(), io_reason(source))]
     Io {
         /// The step that failed.
         operation: &'static str,
@@ -207,10 +218,31 @@ impl Error {
         }
     }
 
-    /// Wraps a backend error as [`Error::Storage`] for the store step `operation`.
+    /// Wraps a backend error as [`Error::Storage`] for the store step `operation`; the message
+    /// ends with the source's own message, so a reporter that prints the whole `source()` chain
+    /// shows it twice. A backend that can say where and why in a few words (and keep the details
+    /// in the source) uses [`storage_with_reason`](Self::storage_with_reason) instead.
     pub fn storage(operation: &'static str, source: impl Into<BoxDynError>) -> Self {
+        let source = source.into();
         Error::Storage {
             operation,
+            reason: source.to_string(),
+            source,
+        }
+    }
+
+    /// [`Error::Storage`] for the store step `operation`, with `reason` (the store, never a
+    /// password, and the class of the cause, e.g. `redis 127.0.0.1:6379: connection refused`)
+    /// in the message and `source` (the backend's error, with its details) as the
+    /// [`source`](std::error::Error::source).
+    pub fn storage_with_reason(
+        operation: &'static str,
+        reason: impl Into<String>,
+        source: impl Into<BoxDynError>,
+    ) -> Self {
+        Error::Storage {
+            operation,
+            reason: reason.into(),
             source: source.into(),
         }
     }
@@ -218,5 +250,18 @@ impl Error {
     /// Whether the store could not be reached or failed ([`ErrorKind::StoreUnavailable`]).
     pub fn is_store_unavailable(&self) -> bool {
         self.kind() == ErrorKind::StoreUnavailable
+    }
+}
+
+/// The class of an I/O error for [`Error::Io`]'s message (`permission denied`, `entity not
+/// found`, `storage full`, ...): the source keeps the OS's own text. Errors of no known class
+/// (custom ones, or OS errors std does not classify) use their own message.
+fn io_reason(e: &std::io::Error) -> String {
+    let kind = e.kind();
+    let class = kind.to_string();
+    if kind == std::io::ErrorKind::Other || class == "uncategorized error" {
+        e.to_string()
+    } else {
+        class
     }
 }

@@ -4,6 +4,7 @@
 //! **Not for direct use; depend on `idempotency`.** This crate's API does not follow semantic
 //! versioning on its own: only the `idempotency` facade does.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -27,10 +28,12 @@ mod storage;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use error::{BoxDynError, Error, ErrorKind, Result};
 #[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{Durability, FileStorage, FileStorageBuilder};
 pub use key::{
     validate_custom_key, DerivedKey, Fingerprint, IdempotencyKey, KeyEncoder, KeyWriter,

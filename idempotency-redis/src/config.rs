@@ -42,7 +42,8 @@ impl RedisConfig {
     pub const DEFAULT_FENCE_RETENTION: Duration = Duration::from_secs(3600);
 
     /// Settings for one Redis server at `url`:
-    /// `redis://[[user]:password@]host[:port][/db]`, or `rediss://...` for TLS (feature `tls`).
+    /// `redis://[[user]:password@]host[:port][/db]`, or `rediss://...` for TLS (feature
+    /// `redis-tls` of `idempotency`, `tls` of this crate).
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             nodes: vec![url.into()],
@@ -107,8 +108,10 @@ impl RedisConfig {
     /// connection (or, for a cluster, one per node).
     ///
     /// # Errors
-    /// [`Error::Config`] for a URL that does not parse, a zero time-out or fence retention;
-    /// [`Error::Storage`] when Redis cannot be reached or refuses the credentials.
+    /// [`Error::Config`] for a URL that does not parse, a zero time-out or fence retention, or a
+    /// `rediss://` URL without the TLS feature (the message names it); [`Error::Storage`] when
+    /// Redis cannot be reached or refuses the credentials, its message naming the server and the
+    /// cause (`connection refused`, `timed out`, `DNS lookup failed`, `bad database number`, ...).
     pub fn open(self) -> Result<RedisStorage> {
         if self.response_timeout.is_zero() || self.connection_timeout.is_zero() {
             return Err(Error::Config(

@@ -7,6 +7,7 @@
 //! [dependencies]
 //! idempotency = { version = "0.1", features = ["redis"] }
 //! # idempotency = { version = "0.1", features = ["redis", "cluster"] }  # + Redis Cluster
+//! # idempotency = { version = "0.1", features = ["redis-tls"] }         # + `rediss://` (TLS)
 //! ```
 //!
 //! ```no_run
@@ -23,7 +24,8 @@
 //!
 //! # Connecting
 //! - [`RedisStorage::open`]`(url)`: `redis://[[user]:password@]host[:port][/db]`, or
-//!   `rediss://...` for TLS (feature `tls`, rustls with the webpki roots);
+//!   `rediss://...` for TLS (feature `redis-tls` of `idempotency`, `tls` of this crate: rustls
+//!   with the ring provider and the webpki roots);
 //! - [`RedisConfig`]: the same with a key prefix (default `idempotency:`), response and
 //!   connection time-outs (default 5 s and 2 s), reconnection attempts and the fence retention;
 //! - [`RedisStorage::from_client`] over an existing [`redis::Client`];
@@ -88,8 +90,11 @@
 //! # Errors
 //! A lost connection, a time-out, a script error or an unexpected reply is
 //! [`Error::Storage`](idempotency_core::Error::Storage) (kind `StoreUnavailable`) naming the
-//! step (`claim`, `complete`, `fail`, `release`, `renew`, `get`, `delete`, `connect`) and
-//! keeping the Redis error as its source; never a panic. The manager fails closed on these by
+//! step (`claim`, `complete`, `fail`, `release`, `renew`, `get`, `delete`, `connect`), the
+//! server and the class of the cause (`idempotency store unavailable during connect: redis
+//! 127.0.0.1:6379: connection refused`; also `timed out`, `DNS lookup failed: ...`, `bad
+//! database number 999: ...`, `authentication failed`; never a password), and keeping the
+//! Redis error as its source; never a panic. The manager fails closed on these by
 //! default (SEMANTICS.md scenario 23). A refused fenced write is
 //! [`Error::LeaseLost`](idempotency_core::Error::LeaseLost). A claim whose reply was lost
 //! (time-out or dropped connection after Redis applied it) is retried once: it carries the
@@ -110,6 +115,7 @@
 //! another execution id. Issuing `WAIT numreplicas timeout` after a claim narrows this window
 //! but does not close it; this store does not do so.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -119,6 +125,7 @@
 )]
 
 mod config;
+mod error;
 mod listing;
 mod reply;
 mod scripts;

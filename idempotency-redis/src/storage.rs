@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
 use crate::config::RedisConfig;
+use crate::error::Target;
 use crate::reply;
 use crate::scripts::{self, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
 
@@ -39,7 +40,7 @@ pub struct RedisStorage {
 }
 
 pub(crate) struct Inner {
-    pub(crate) handle: Handle,
+    pub(crate) handle: Worker,
     pub(crate) conn: Conn,
     pub(crate) target: String,
     // Dropped with the last clone: ends the background thread's `block_on`.
@@ -113,20 +114,35 @@ fn start_worker() -> Result<(Handle, tokio::sync::oneshot::Sender<()>)> {
     Ok((handle, tx))
 }
 
-/// Runs `fut` on the background runtime and waits for it from any executor.
+/// The background runtime's handle and the server its connection goes to (for the messages
+/// of [`Error::Storage`]).
+pub(crate) struct Worker {
+    handle: Handle,
+    target: Target,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+/// Runs `fut` on the background runtime and waits for it from any executor. A Redis error
+/// becomes [`Error::Storage`] for `operation`, naming the server and the class of the cause.
 pub(crate) async fn run_on<T: Send + 'static>(
-    handle: &Handle,
+    worker: &Worker,
     operation: &'static str,
     fut: impl Future<Output = RedisResult<T>> + Send + 'static,
 ) -> Result<T> {
     // Polled on the caller's thread inside the background runtime's context: the connection's
     // I/O and timers are driven by the background thread, and no task is spawned per call.
     InRuntime {
-        handle,
+        handle: &worker.handle,
         fut: Box::pin(fut),
     }
     .await
-    .map_err(|e| Error::storage(operation, e))
+    .map_err(|e| worker.target.error(operation, e))
 }
 
 /// A future polled with `handle`'s runtime entered, so code that needs a tokio context
@@ -173,12 +189,14 @@ fn is_ambiguous(e: &RedisError) -> bool {
 
 impl RedisStorage {
     /// Connects to the Redis server at `url` with default settings (prefix `idempotency:`),
-    /// `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS, feature `tls`).
-    /// Use [`RedisConfig`] for other settings.
+    /// `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS: feature `redis-tls`
+    /// of `idempotency`, `tls` of this crate). Use [`RedisConfig`] for other settings.
     ///
     /// # Errors
-    /// [`Error::Config`] for a URL that does not parse; [`Error::Storage`] when Redis cannot be
-    /// reached or refuses the credentials.
+    /// [`Error::Config`] for a URL that does not parse, or a `rediss://` URL without the TLS
+    /// feature (the message names it); [`Error::Storage`] when Redis cannot be reached or
+    /// refuses the credentials, its message naming the server and the cause (`connection
+    /// refused`, `timed out`, `DNS lookup failed`, `bad database number`, ...).
     pub fn open(url: &str) -> Result<RedisStorage> {
         RedisConfig::new(url).open()
     }
@@ -217,8 +235,12 @@ impl RedisStorage {
     /// [`Error::Storage`] if the store's background thread cannot be started.
     pub fn from_connection_manager(manager: ConnectionManager) -> Result<RedisStorage> {
         let (handle, shutdown) = start_worker()?;
+        let target = Target {
+            name: "redis (a connection manager)".into(),
+            db: manager.get_db(),
+        };
         Ok(Self::assemble(
-            handle,
+            Worker { handle, target },
             shutdown,
             Conn::Single(manager),
             "a connection manager".into(),
@@ -245,6 +267,18 @@ impl RedisStorage {
     }
 
     pub(crate) fn connect(config: RedisConfig) -> Result<RedisStorage> {
+        if let Some(url) = config
+            .nodes
+            .iter()
+            .find(|url| !cfg!(feature = "tls") && url.trim_start().starts_with("rediss://"))
+        {
+            return Err(Error::Config(format!(
+                "`{}`: `rediss://` (TLS) needs the `redis-tls` feature of `idempotency`: \
+                 `features = [\"redis-tls\"]` in Cargo.toml, or `--features redis-tls` on the \
+                 cargo command line (the `tls` feature of `idempotency-redis`)",
+                redact(url)
+            )));
+        }
         if config.cluster {
             return Self::connect_cluster(&config);
         }
@@ -257,6 +291,7 @@ impl RedisStorage {
     fn connect_client(client: redis::Client, config: &RedisConfig) -> Result<RedisStorage> {
         install_tls_provider();
         let target = client.get_connection_info().addr().to_string();
+        let worker_target = Target::of(client.get_connection_info());
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connection_timeout))
@@ -264,13 +299,17 @@ impl RedisStorage {
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(1));
         let (handle, shutdown) = start_worker()?;
+        let worker = Worker {
+            handle,
+            target: worker_target,
+        };
         let manager = idempotency_core::block_on(run_on(
-            &handle,
+            &worker,
             "connect",
             ConnectionManager::new_with_config(client, manager_config),
         ))?;
         Ok(Self::assemble(
-            handle,
+            worker,
             shutdown,
             Conn::Single(manager),
             target,
@@ -298,11 +337,18 @@ impl RedisStorage {
                 .join(", ")
         );
         let (handle, shutdown) = start_worker()?;
-        let conn = idempotency_core::block_on(run_on(&handle, "connect", async move {
+        let worker = Worker {
+            handle,
+            target: Target {
+                name: format!("redis {target}"),
+                db: 0,
+            },
+        };
+        let conn = idempotency_core::block_on(run_on(&worker, "connect", async move {
             client.get_async_connection().await
         }))?;
         Ok(Self::assemble(
-            handle,
+            worker,
             shutdown,
             Conn::Cluster(conn),
             target,
@@ -318,7 +364,7 @@ impl RedisStorage {
     }
 
     fn assemble(
-        handle: Handle,
+        handle: Worker,
         shutdown: tokio::sync::oneshot::Sender<()>,
         conn: Conn,
         target: String,

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ambiguous;
+mod connect_errors;
 mod faults;
 mod harness;
 mod identity;
