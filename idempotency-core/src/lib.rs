@@ -13,6 +13,7 @@
 )]
 
 pub mod canonical;
+mod codec;
 mod error;
 #[cfg(feature = "file")]
 mod file;
@@ -37,7 +38,8 @@ pub use key::{
 };
 pub use manager::{
     Begin, Call, CallOptions, ConflictPolicy, FingerprintPolicy, IdempotencyManager,
-    ManagerBuilder, ManagerConfig, OperationLease, Outcome, Provenance, StoreErrorPolicy,
+    ManagerBuilder, ManagerConfig, OperationLease, Outcome, Provenance, Retention,
+    StoreErrorPolicy,
 };
 pub use memory::MemoryStorage;
 pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};

@@ -465,7 +465,7 @@ pub fn run(
             Kind::Success => IdempotencyManager::decode_value::<String>(&obs).unwrap(),
             Kind::Failed => match &obs.record.error {
                 Some(idempotency_core::RecordError::Encoded(b)) => {
-                    match postcard::from_bytes::<Failure>(b).unwrap() {
+                    match ciborium::from_reader::<Failure, _>(&b[..]).unwrap() {
                         Failure::Permanent(v) | Failure::Transient(v) => v,
                     }
                 }
