@@ -127,3 +127,58 @@ mod tests {
         assert!(decode::<u32>(&bytes).is_err());
     }
 }
+
+#[cfg(test)]
+mod manager_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde::{Deserialize, Serialize};
+
+    use crate::{
+        Call, ErrorKind, IdempotencyKey, IdempotencyManager, MemoryStorage, RecordStatus, Retention,
+    };
+
+    /// Serializes as a string that its own `Deserialize` refuses.
+    #[derive(Debug, Clone, PartialEq)]
+    struct OneWay(u32);
+
+    impl Serialize for OneWay {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&self.0.to_string())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for OneWay {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            u32::deserialize(d).map(OneWay)
+        }
+    }
+
+    #[test]
+    fn issue_12_item_6_a_value_its_own_type_cannot_decode_is_not_retained() {
+        let m = IdempotencyManager::new(MemoryStorage::new());
+        let c = Call::new(IdempotencyKey::derive("codec::one_way", 1, &1_u8).unwrap());
+        let count = AtomicUsize::new(0);
+        let run = || {
+            count.fetch_add(1, Ordering::SeqCst);
+            OneWay(7)
+        };
+        let first = m.execute_sync(&c, run).unwrap();
+        assert_eq!(first.value, OneWay(7), "the first caller gets its value");
+        assert!(!first.is_retained());
+        assert!(matches!(
+            &first.provenance.retention,
+            Retention::NotRetained { reason } if reason.contains("does not deserialize")
+        ));
+        let obs = crate::block_on(m.status(&c.key)).unwrap().unwrap();
+        assert_eq!(
+            obs.status(),
+            RecordStatus::Failed,
+            "never stored as Success"
+        );
+        assert!(obs.record.result.is_empty());
+        let again = m.execute_sync(&c, run);
+        assert_eq!(again.unwrap_err().kind(), ErrorKind::ResultNotRetained);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+}

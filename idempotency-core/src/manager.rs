@@ -1216,4 +1216,28 @@ impl IdempotencyManager {
             reason,
         })
     }
+
+    /// Decodes the stored error of a `Failed` record as `E`; `None` when the record holds no
+    /// stored error (`Pending`, `Success`).
+    ///
+    /// # Errors
+    /// [`Error::ResultNotRetained`] for a "result not retained" marker;
+    /// [`Error::IncompatibleRecord`] when the error does not decode as `E`.
+    pub fn decode_error<E: DeserializeOwned>(obs: &Observed) -> Result<Option<E>> {
+        match &obs.record.error {
+            None => Ok(None),
+            Some(RecordError::Encoded(bytes)) => {
+                decode(bytes)
+                    .map(Some)
+                    .map_err(|reason| Error::IncompatibleRecord {
+                        key: obs.record.key.to_string(),
+                        reason,
+                    })
+            }
+            Some(RecordError::NotRetained(reason)) => Err(Error::ResultNotRetained {
+                key: obs.record.key.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
 }
