@@ -424,9 +424,11 @@ enum Disposition {
     NotRetained(String),
 }
 
+/// Encodes and checks a function's output; the second argument is `max_result_bytes`.
+type StoreFn<R> = dyn Fn(&R, usize) -> Disposition + Send + Sync;
+
 struct Codec<R> {
-    /// Encodes and checks a function's output (the second argument is `max_result_bytes`).
-    store: Box<dyn Fn(&R, usize) -> Disposition + Send + Sync>,
+    store: Box<StoreFn<R>>,
     decode_success: fn(&[u8]) -> std::result::Result<R, String>,
     decode_failure: fn(&[u8]) -> std::result::Result<R, String>,
 }
