@@ -169,7 +169,8 @@ pub struct Provenance {
     pub unprotected: bool,
     /// Whether the value is stored for repeats of this call: [`Retention::Stored`] for a
     /// replay and for a stored result or error; [`Retention::NotRetained`] when the function
-    /// ran but its value could not be stored (repeats get [`Error::ResultNotRetained`]).
+    /// ran but its value could not be stored (repeats get [`Error::ResultNotRetained`]);
+    /// [`Retention::NotStored`] when nothing was stored (a transient error, fail-open).
     pub retention: Retention,
 }
 
