@@ -88,8 +88,8 @@ pub use idempotency_core::{
     ErrorKind, Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder,
     KeyWriter, ManagerBuilder, ManagerConfig, ManagerStats, ManualClock, MemoryStorage,
     NormalizeKey, Observed, OperationLease, Outcome, Owner, Provenance, Record, RecordError,
-    RecordStatus, Result, Storage, StoreErrorPolicy, SystemClock, Timestamp, MAX_CUSTOM_KEY_BYTES,
-    MAX_OPERATION_BYTES,
+    RecordStatus, Result, Retention, Storage, StoreErrorPolicy, SystemClock, Timestamp,
+    MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 // Store listing, for operators (the `idempotency` CLI).

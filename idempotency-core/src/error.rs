@@ -122,9 +122,11 @@ pub enum Error {
         reason: String,
     },
 
-    /// The function ran, but its result could not be encoded or exceeded the size limit, so the
-    /// record was finished as a terminal "result not retained" failure: the function never
-    /// re-runs for this key within the failure TTL, and replays get this error.
+    /// A repeat of a call whose function ran but whose value could not be stored (it failed to
+    /// encode, exceeded the size limit, or would not replay exactly), so the record was finished
+    /// as a terminal "result not retained" failure: the function never re-runs for this key
+    /// within the failure TTL, and repeats get this error. The caller that ran the function got
+    /// its value, marked [`Retention::NotRetained`](crate::Retention::NotRetained).
     #[error("the result of `{key}` was not retained: {reason}")]
     ResultNotRetained {
         /// The idempotency key.
@@ -140,7 +142,8 @@ pub enum Error {
     CompletionNotRecorded {
         /// The idempotency key.
         key: IdempotencyKey,
-        /// The encoded result that could not be stored (postcard bytes).
+        /// The encoded result that could not be stored: CBOR (RFC 8949) bytes, as any CBOR
+        /// decoder reads them (`ciborium::from_reader`).
         encoded: Vec<u8>,
         /// The last store error.
         #[source]

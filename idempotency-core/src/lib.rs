@@ -14,6 +14,7 @@
 )]
 
 pub mod canonical;
+mod codec;
 mod error;
 mod error_serde;
 #[cfg(feature = "file")]
@@ -41,7 +42,8 @@ pub use key::{
 };
 pub use manager::{
     Begin, Call, CallOptions, ConflictPolicy, FingerprintPolicy, IdempotencyManager,
-    ManagerBuilder, ManagerConfig, OperationLease, Outcome, Provenance, StoreErrorPolicy,
+    ManagerBuilder, ManagerConfig, OperationLease, Outcome, Provenance, Retention,
+    StoreErrorPolicy,
 };
 pub use memory::MemoryStorage;
 pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};

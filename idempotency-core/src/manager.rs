@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
 use crate::key::{DerivedKey, Fingerprint, IdempotencyKey};
 use crate::record::{Owner, RecordError, RecordStatus, Timestamp};
@@ -166,6 +167,35 @@ pub struct Provenance {
     pub takeover: bool,
     /// `true` when the store was unavailable and the function ran unprotected (fail-open).
     pub unprotected: bool,
+    /// Whether the value is stored for repeats of this call: [`Retention::Stored`] for a
+    /// replay and for a stored result or error; [`Retention::NotRetained`] when the function
+    /// ran but its value could not be stored (repeats get [`Error::ResultNotRetained`]);
+    /// [`Retention::NotStored`] when nothing was stored (a transient error, fail-open).
+    pub retention: Retention,
+}
+
+/// What became of a freshly computed value: whether repeats of the call can replay it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retention {
+    /// The value is the record's stored result (or stored error): repeats within its TTL replay
+    /// it. Every replayed value is `Stored`.
+    Stored,
+    /// Nothing was stored and nothing blocks a new run: a transient error released the claim,
+    /// or the store was unreachable and the function ran unprotected (fail-open). The next call
+    /// runs the function again.
+    NotStored,
+    /// The function ran, but its value could not be stored: its encoding is over
+    /// [`max_result_bytes`](ManagerBuilder::max_result_bytes), its `Serialize` failed, or it
+    /// does not replay exactly (it does not deserialize as its own type, or deserializes as a
+    /// different value, such as `Some(None)` read back as `None`). This caller still gets the
+    /// value. The record is finished as a terminal "result not retained" marker for the failure
+    /// TTL: repeats get [`Error::ResultNotRetained`] with `reason`, and the function does not
+    /// run again (SEMANTICS.md scenario 28).
+    NotRetained {
+        /// Why the value could not be stored.
+        reason: String,
+    },
 }
 
 /// A value with its provenance.
@@ -181,6 +211,13 @@ impl<T> Outcome<T> {
     /// Whether the value was replayed from the store.
     pub fn is_replayed(&self) -> bool {
         self.provenance.replayed
+    }
+    /// Whether the value is stored, so that repeats of the call replay it (always `true` for a
+    /// replay). `false` for a value that was not retained ([`Retention::NotRetained`]: repeats
+    /// get [`Error::ResultNotRetained`]) or not stored ([`Retention::NotStored`]: the next call
+    /// runs again).
+    pub fn is_retained(&self) -> bool {
+        self.provenance.retention == Retention::Stored
     }
     /// The value.
     pub fn into_value(self) -> T {
@@ -299,8 +336,11 @@ impl ManagerBuilder {
         self.config.key_prefix = prefix.into();
         self
     }
-    /// The largest encoded result stored, in bytes (default 128 MiB). A larger result finishes
-    /// the record as "result not retained".
+    /// The largest encoded result (or stored error) kept, in bytes (default 128 MiB; values are
+    /// CBOR, where a `Vec<u8>` takes up to 2 bytes per element, a `serde_bytes` buffer 1). A
+    /// larger value is not retained: the caller that ran the function still gets it, marked
+    /// [`Retention::NotRetained`]; the record is finished as "result not retained", so repeats
+    /// get [`Error::ResultNotRetained`] and the function does not run again.
     pub fn max_result_bytes(mut self, bytes: usize) -> Self {
         self.config.max_result_bytes = bytes;
         self
@@ -390,24 +430,27 @@ enum Disposition {
     NotRetained(String),
 }
 
+/// Encodes and checks a function's output; the second argument is `max_result_bytes`.
+type StoreFn<R> = dyn Fn(&R, usize) -> Disposition + Send + Sync;
+
 struct Codec<R> {
-    store: Box<dyn Fn(&R) -> Disposition + Send + Sync>,
+    store: Box<StoreFn<R>>,
     decode_success: fn(&[u8]) -> std::result::Result<R, String>,
     decode_failure: fn(&[u8]) -> std::result::Result<R, String>,
 }
 
-fn encode<T: Serialize + ?Sized>(v: &T) -> std::result::Result<Vec<u8>, String> {
-    postcard::to_stdvec(v).map_err(|e| e.to_string())
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((v, [])) => Ok(v),
-        Ok((_, rest)) => Err(format!(
-            "{} bytes left over: the stored value has another type",
-            rest.len()
-        )),
-        Err(e) => Err(e.to_string()),
+/// The disposition of a value that is stored when it replays exactly ([`codec::retain`]), and
+/// is otherwise not retained.
+///
+/// [`codec::retain`]: crate::codec::retain
+fn retained<T: Serialize + DeserializeOwned>(
+    value: &T,
+    max: usize,
+    stored: fn(Vec<u8>) -> Disposition,
+) -> Disposition {
+    match crate::codec::retain(value, max) {
+        Ok(bytes) => stored(bytes),
+        Err(reason) => Disposition::NotRetained(reason),
     }
 }
 
@@ -533,7 +576,15 @@ impl IdempotencyManager {
     ///
     /// The first call with a key runs `f` and stores its value for the TTL; repeats replay it
     /// (the value deserializes equal to the original, including `0`, `false`, `""`, `()` and
-    /// `None`). A panic in `f` releases the claim and resumes the panic. If this future is
+    /// `None`, whatever its serde attributes: tagged and untagged enums, flattened and skipped
+    /// fields, maps with non-string keys). Before the record claims `Success` the encoded value
+    /// is decoded back as `T` and compared with the original; a value that would not replay
+    /// exactly (over [`max_result_bytes`](ManagerBuilder::max_result_bytes), failing to
+    /// serialize, or deserializing as something else, such as `Some(None)` as `None`) is **not
+    /// retained**: this call still returns `Ok` with the value, marked
+    /// [`Retention::NotRetained`] ([`Outcome::is_retained`] is `false`), and repeats get
+    /// [`Error::ResultNotRetained`] without running `f` (SEMANTICS.md scenario 28). A panic in
+    /// `f` releases the claim and resumes the panic. If this future is
     /// dropped while `f` runs, the record stays `Pending` until the lease ends, then one caller
     /// takes over (SEMANTICS.md scenario 9).
     ///
@@ -541,7 +592,8 @@ impl IdempotencyManager {
     /// [`Error::InProgress`] (another caller holds the key), [`Error::FingerprintMismatch`]
     /// (reject policy), store errors (fail-closed), [`Error::CorruptRecord`],
     /// [`Error::IncompatibleRecord`] (the stored value does not decode as `T`),
-    /// [`Error::ResultNotRetained`], [`Error::LeaseLost`] (a newer holder took over while `f`
+    /// [`Error::ResultNotRetained`] (a repeat of a call whose value was not retained),
+    /// [`Error::LeaseLost`] (a newer holder took over while `f`
     /// ran; the stored result is theirs), [`Error::CompletionNotRecorded`], [`Error::Config`].
     pub async fn execute<T, F, Fut>(&self, call: &Call, f: F) -> Result<Outcome<T>>
     where
@@ -550,10 +602,7 @@ impl IdempotencyManager {
         Fut: Future<Output = T>,
     {
         let codec = Codec {
-            store: Box::new(|v: &T| match encode(v) {
-                Ok(b) => Disposition::Success(b),
-                Err(e) => Disposition::NotRetained(e),
-            }),
+            store: Box::new(|v: &T, max| retained(v, max, Disposition::Success)),
             decode_success: decode::<T>,
             decode_failure: no_failure::<T>,
         };
@@ -562,7 +611,8 @@ impl IdempotencyManager {
 
     /// Runs a fallible `f` under `call`'s key: `Ok` values are stored for the TTL; `Err` values
     /// are stored as `Failed` records for the failure TTL and replayed as `Err` (unless failures
-    /// are not cached, which releases the claim so the next call runs again).
+    /// are not cached, which releases the claim so the next call runs again). A value or error
+    /// that would not replay exactly is not retained, as in [`execute`](Self::execute).
     ///
     /// # Errors
     /// As [`execute`](Self::execute). The function's own `Err` is not an error here: it is the
@@ -605,16 +655,10 @@ impl IdempotencyManager {
         C: Fn(&E) -> bool + Send + Sync + 'static,
     {
         let codec = Codec {
-            store: Box::new(move |r: &std::result::Result<T, E>| match r {
-                Ok(v) => match encode(v) {
-                    Ok(b) => Disposition::Success(b),
-                    Err(e) => Disposition::NotRetained(e),
-                },
+            store: Box::new(move |r: &std::result::Result<T, E>, max| match r {
+                Ok(v) => retained(v, max, Disposition::Success),
                 Err(e) if is_transient(e) => Disposition::Release,
-                Err(e) => match encode(e) {
-                    Ok(b) => Disposition::Failure(b),
-                    Err(msg) => Disposition::NotRetained(msg),
-                },
+                Err(e) => retained(e, max, Disposition::Failure),
             }),
             decode_success: decode_ok::<T, E>,
             decode_failure: decode_err::<T, E>,
@@ -762,6 +806,7 @@ impl IdempotencyManager {
                             fingerprint_mismatch: false,
                             takeover: false,
                             unprotected: true,
+                            retention: Retention::NotStored,
                         },
                     });
                 }
@@ -883,6 +928,7 @@ impl IdempotencyManager {
                 fingerprint_mismatch: mismatch,
                 takeover: false,
                 unprotected: false,
+                retention: Retention::Stored,
             },
         })
     }
@@ -912,24 +958,32 @@ impl IdempotencyManager {
             }
         };
         kill_point("after_run", &call.key);
-        // A record just finished is kept for exactly its TTL from now.
-        let provenance = |rec: &crate::record::Record, time_to_live: Duration| Provenance {
-            replayed: false,
-            key: call.key.clone(),
-            execution_id: lease.owner.execution_id,
-            fencing_token: lease.owner.fencing_token,
-            created_at: rec.created_at,
-            expires_at: rec.expires_at,
-            time_to_live,
-            fingerprint_mismatch: false,
-            takeover: lease.takeover,
-            unprotected: false,
+        // A record just finished is kept for exactly its TTL from now. Every fresh outcome of a
+        // claimed run gets its provenance here, with what became of its value.
+        let provenance = |times: Option<(Timestamp, Timestamp)>,
+                          time_to_live: Duration,
+                          retention: Retention| {
+            let (created_at, expires_at) = times.unwrap_or_default();
+            Provenance {
+                replayed: false,
+                key: call.key.clone(),
+                execution_id: lease.owner.execution_id,
+                fencing_token: lease.owner.fencing_token,
+                created_at,
+                expires_at,
+                time_to_live,
+                fingerprint_mismatch: false,
+                takeover: lease.takeover,
+                unprotected: false,
+                retention,
+            }
         };
         let max = self.inner.config.max_result_bytes;
-        // The user's `Serialize` and transient classifier run here, after the function: a panic
-        // in them is treated like a panic in the function (claim released, panic resumed).
+        // The user's `Serialize`, `Deserialize` (the replay check) and transient classifier run
+        // here, after the function: a panic in them is treated like a panic in the function
+        // (claim released, panic resumed).
         let disposition = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (codec.store)(&value)
+            (codec.store)(&value, max)
         })) {
             Ok(d) => d,
             Err(panic) => {
@@ -941,20 +995,17 @@ impl IdempotencyManager {
             }
         };
         match disposition {
-            Disposition::Success(bytes) if bytes.len() > max => {
-                let reason = format!(
-                    "the encoded result is {} bytes, over the {max}-byte limit",
-                    bytes.len()
-                );
-                self.not_retained(call, &lease, reason).await
-            }
             Disposition::Success(bytes) => {
                 let rec = self.finish_with_retry(call, &lease, Ok(&bytes)).await?;
                 self.inner
                     .counters
                     .step(Step::Completed, &call.key, Some(&lease.owner));
                 Ok(Outcome {
-                    provenance: provenance(&rec, lease.ttl),
+                    provenance: provenance(
+                        Some((rec.created_at, rec.expires_at)),
+                        lease.ttl,
+                        Retention::Stored,
+                    ),
                     value,
                 })
             }
@@ -965,7 +1016,11 @@ impl IdempotencyManager {
                     .counters
                     .step(Step::FailureCached, &call.key, Some(&lease.owner));
                 Ok(Outcome {
-                    provenance: provenance(&rec, lease.failure_ttl),
+                    provenance: provenance(
+                        Some((rec.created_at, rec.expires_at)),
+                        lease.failure_ttl,
+                        Retention::Stored,
+                    ),
                     value,
                 })
             }
@@ -986,39 +1041,28 @@ impl IdempotencyManager {
                 }
                 Ok(Outcome {
                     value,
-                    provenance: Provenance {
-                        replayed: false,
-                        key: call.key.clone(),
-                        execution_id: lease.owner.execution_id,
-                        fencing_token: lease.owner.fencing_token,
-                        created_at: Timestamp(0),
-                        expires_at: Timestamp(0),
-                        time_to_live: Duration::ZERO,
-                        fingerprint_mismatch: false,
-                        takeover: lease.takeover,
-                        unprotected: false,
-                    },
+                    provenance: provenance(None, Duration::ZERO, Retention::NotStored),
                 })
             }
-            Disposition::NotRetained(reason) => self.not_retained(call, &lease, reason).await,
+            Disposition::NotRetained(reason) => {
+                // The function ran (its side effects are done) but its value cannot be replayed:
+                // the record becomes a terminal marker, so later callers get `ResultNotRetained`
+                // and never run it again, while this caller gets the value it computed.
+                let err = RecordError::NotRetained(reason.clone());
+                let rec = self.finish_with_retry(call, &lease, Err(&err)).await?;
+                self.inner
+                    .counters
+                    .step(Step::FailureCached, &call.key, Some(&lease.owner));
+                Ok(Outcome {
+                    provenance: provenance(
+                        Some((rec.created_at, rec.expires_at)),
+                        lease.failure_ttl,
+                        Retention::NotRetained { reason },
+                    ),
+                    value,
+                })
+            }
         }
-    }
-
-    async fn not_retained<R>(
-        &self,
-        call: &Call,
-        lease: &OperationLease,
-        reason: String,
-    ) -> Result<Outcome<R>> {
-        let err = RecordError::NotRetained(reason.clone());
-        self.finish_with_retry(call, lease, Err(&err)).await?;
-        self.inner
-            .counters
-            .step(Step::FailureCached, &call.key, Some(&lease.owner));
-        Err(Error::ResultNotRetained {
-            key: call.key.clone(),
-            reason,
-        })
     }
 
     async fn finish_with_retry(
@@ -1148,7 +1192,9 @@ impl IdempotencyManager {
         }
     }
 
-    /// Stores `value` as the result of a claim from [`begin_operation`](Self::begin_operation).
+    /// Stores `value` as the result of a claim from [`begin_operation`](Self::begin_operation),
+    /// encoded as CBOR (read it back with [`decode_value`](Self::decode_value)). Unlike
+    /// [`execute`](Self::execute), this low-level step does not check that the value replays.
     ///
     /// # Errors
     /// [`Error::LeaseLost`] when a newer holder took over; [`Error::Encode`]; store errors.
@@ -1168,7 +1214,8 @@ impl IdempotencyManager {
     }
 
     /// Stores `error` as the failure of a claim from [`begin_operation`](Self::begin_operation),
-    /// kept for the failure TTL.
+    /// kept for the failure TTL, encoded as CBOR (unchecked, as in
+    /// [`complete_operation`](Self::complete_operation)).
     ///
     /// # Errors
     /// [`Error::LeaseLost`] when a newer holder took over; [`Error::Encode`]; store errors.
@@ -1222,7 +1269,8 @@ impl IdempotencyManager {
         self.inner.storage.purge_expired().await
     }
 
-    /// Decodes the stored value of a finished record as `T`.
+    /// Decodes the stored value of a finished record as `T` (values are CBOR since record format
+    /// version 2).
     ///
     /// # Errors
     /// [`Error::IncompatibleRecord`] when it does not decode as `T`.
@@ -1231,5 +1279,29 @@ impl IdempotencyManager {
             key: obs.record.key.to_string(),
             reason,
         })
+    }
+
+    /// Decodes the stored error of a `Failed` record as `E`; `None` when the record holds no
+    /// stored error (`Pending`, `Success`).
+    ///
+    /// # Errors
+    /// [`Error::ResultNotRetained`] for a "result not retained" marker;
+    /// [`Error::IncompatibleRecord`] when the error does not decode as `E`.
+    pub fn decode_error<E: DeserializeOwned>(obs: &Observed) -> Result<Option<E>> {
+        match &obs.record.error {
+            None => Ok(None),
+            Some(RecordError::Encoded(bytes)) => {
+                decode(bytes)
+                    .map(Some)
+                    .map_err(|reason| Error::IncompatibleRecord {
+                        key: obs.record.key.to_string(),
+                        reason,
+                    })
+            }
+            Some(RecordError::NotRetained(reason)) => Err(Error::ResultNotRetained {
+                key: obs.record.key.clone(),
+                reason: reason.clone(),
+            }),
+        }
     }
 }

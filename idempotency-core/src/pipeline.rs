@@ -64,9 +64,14 @@ use crate::rt;
 /// One pipeline step whose logic lives in [`run`](Self::run). Wrap it in an
 /// [`IdempotentPipeline`] to run it idempotently.
 ///
-/// The output and the error are stored (postcard) and replayed, so both are `Serialize +
-/// DeserializeOwned`; the input only enters the idempotency key (or, with a custom key, the
-/// fingerprint) through its canonical encoding, so it only needs `Serialize`.
+/// The output and the error are stored (CBOR, with named fields, so any serde shape replays) and
+/// replayed, so both are `Serialize + DeserializeOwned`; the input only enters the idempotency
+/// key (or, with a custom key, the fingerprint) through its canonical encoding, so it only needs
+/// `Serialize`. An output or error that cannot be stored so that it replays exactly (over
+/// [`max_result_bytes`](crate::ManagerBuilder::max_result_bytes), or deserializing as something
+/// else) is *not retained*: the call that ran still gets it, marked
+/// [`Retention::NotRetained`](crate::Retention::NotRetained), and repeats get
+/// [`Error::ResultNotRetained`](crate::Error::ResultNotRetained) without running again.
 pub trait Pipeline {
     /// The operation name that starts every idempotency key of this pipeline
     /// (`NAME:32_hex_chars`). Two pipelines with different names never share records.
@@ -245,12 +250,16 @@ impl<P: Pipeline> IdempotentPipeline<P> {
 
     /// Runs the pipeline over `input` once per idempotency key: the first call runs
     /// [`Pipeline::run`] and stores its result (an `Ok` for the TTL, a permanent `Err` for the
-    /// failure TTL); repeats replay it, marked as replayed in the provenance.
+    /// failure TTL); repeats replay it, marked as replayed in the provenance. A result that
+    /// cannot be stored so that it replays exactly still reaches this caller, with
+    /// [`Outcome::is_retained`] `false`; repeats then get `ResultNotRetained` (see
+    /// [`IdempotencyManager::execute`]).
     ///
     /// # Errors
     /// The framework's errors, as [`IdempotencyManager::execute`]: `InProgress` (another caller
     /// runs the same input now), store errors, `CorruptRecord`, `IncompatibleRecord`,
-    /// `LeaseLost`, `CompletionNotRecorded`, `InvalidKey`, `Encode`, `Config`. The pipeline's
+    /// `ResultNotRetained` (a repeat of a call whose result was not retained), `LeaseLost`,
+    /// `CompletionNotRecorded`, `InvalidKey`, `Encode`, `Config`. The pipeline's
     /// own error is not an error here but the outcome's value.
     pub fn execute(&self, input: &P::Input) -> PipelineResult<P> {
         self.execute_call(&self.call(input)?, input)

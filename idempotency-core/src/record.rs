@@ -166,10 +166,12 @@ impl fmt::Display for RecordStatus {
 /// What a `Failed` record holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordError {
-    /// The function's own error value, postcard-encoded; replays decode and return it.
+    /// The function's own error value, CBOR-encoded (record format version 2); replays decode
+    /// and return it.
     Encoded(Vec<u8>),
-    /// The function ran but its result could not be stored (too large, or its `Serialize`
-    /// failed); replays get [`Error::ResultNotRetained`] with this reason.
+    /// The function ran but its result could not be stored (too large, its `Serialize` failed,
+    /// or it would not replay exactly); replays get [`Error::ResultNotRetained`] with this
+    /// reason.
     NotRetained(String),
 }
 
@@ -188,7 +190,9 @@ pub struct Owner {
 ///
 /// Encoded on disk and in Redis as the 4-byte header `IDR` + [`Record::FORMAT_VERSION`], then
 /// the postcard encoding of this struct; [`Record::decode`] refuses other versions with
-/// [`Error::IncompatibleRecord`] so a newer writer's records are never misread.
+/// [`Error::IncompatibleRecord`] so a newer writer's records are never misread. The stored value
+/// inside ([`result`](Self::result), [`RecordError::Encoded`]) is CBOR; see
+/// [`FORMAT_VERSION`](Self::FORMAT_VERSION).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The idempotency key.
@@ -196,7 +200,7 @@ pub struct Record {
     /// The stored status: `Pending`, `Success` or `Failed` (never `Expired`; see
     /// [`status_at`](Self::status_at)).
     pub status: RecordStatus,
-    /// For `Success`: the postcard encoding of the function's value. Empty otherwise.
+    /// For `Success`: the CBOR encoding (RFC 8949) of the function's value. Empty otherwise.
     pub result: Vec<u8>,
     /// For `Failed`: the stored error.
     pub error: Option<RecordError>,
@@ -216,8 +220,17 @@ pub struct Record {
 const MAGIC: &[u8; 3] = b"IDR";
 
 impl Record {
-    /// The record format version written by this build.
-    pub const FORMAT_VERSION: u8 = 1;
+    /// The record format version written by this build, and the only one it reads.
+    ///
+    /// - `2`: stored values (results and errors) are CBOR (RFC 8949), self-describing with
+    ///   named struct fields, so every serde shape replays.
+    /// - `1`: stored values were postcard, which cannot replay internally tagged or untagged
+    ///   enums, flattened structs or `skip_serializing_if` fields. The record layout around the
+    ///   value is unchanged, so the version byte is all that tells the two apart: this build reads
+    ///   a version-1 record as [`Error::IncompatibleRecord`] (fail closed, nothing re-runs; it
+    ///   expires with its TTL, or an explicit delete removes it) and never decodes its postcard
+    ///   value as CBOR.
+    pub const FORMAT_VERSION: u8 = 2;
 
     /// A new `Pending` record for `owner`, claimed at `now` with a lease of `lease`.
     pub fn pending(

@@ -13,6 +13,7 @@
 #![allow(clippy::panic)]
 
 pub mod fault;
+mod replay;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +26,12 @@ use crate::{
     Begin, Call, Claim, ClaimRequest, ConflictPolicy, DynStorage, Error, ErrorKind, Fingerprint,
     FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder, Outcome, Owner,
     RecordStatus, Result,
+};
+
+pub use replay::{
+    issue_12_every_serde_shape_replays, issue_12_item_5_result_over_the_limit_reaches_its_caller,
+    issue_12_item_6_tagged_enum_and_skipped_field_replay, Adjacent, Bytes, Flat, Floats, Id,
+    Marker, Meta, Point, Skipped, Tagged, Untagged, WithSkippedVariant,
 };
 
 /// What the kit needs from a store under test.
@@ -1218,12 +1225,16 @@ pub async fn scenario_26_corrupt_record_fails_closed<H: Harness>(h: &H) {
     let m = manager(h);
     let c = call("kit::s26", &"x");
     must(m.execute(&c, || async { 1_u8 }).await);
-    for bytes in [
-        &b""[..],
-        b"IDR",
-        b"IDR\x01\xff\xff\xff",
-        b"garbage that is not a record",
-    ] {
+    let current = [
+        b'I',
+        b'D',
+        b'R',
+        crate::Record::FORMAT_VERSION,
+        0xff,
+        0xff,
+        0xff,
+    ];
+    for bytes in [&b""[..], b"IDR", &current, b"garbage that is not a record"] {
         assert!(
             h.write_raw(&c.key, bytes).await,
             "scenario 26 needs Harness::write_raw"
@@ -1238,13 +1249,17 @@ pub async fn scenario_26_corrupt_record_fails_closed<H: Harness>(h: &H) {
         assert_eq!(kind(r), ErrorKind::CorruptRecord, "scenario 26: {bytes:?}");
         assert_eq!(count.load(Ordering::SeqCst), 0);
     }
-    assert!(h.write_raw(&c.key, b"IDR\x63rest").await);
-    let r = m.execute(&c, || async { 2_u8 }).await;
-    assert_eq!(
-        kind(r),
-        ErrorKind::IncompatibleRecord,
-        "scenario 26: a future format version"
-    );
+    // A future format version, and a version-1 record (its value postcard, not CBOR): both
+    // are incompatible, never decoded as this build's format.
+    for bytes in [&b"IDR\x63rest"[..], b"IDR\x01\x0bkit::s26\x01\x01\x2a\x00"] {
+        assert!(h.write_raw(&c.key, bytes).await);
+        let r = m.execute(&c, || async { 2_u8 }).await;
+        assert_eq!(
+            kind(r),
+            ErrorKind::IncompatibleRecord,
+            "scenario 26: another format version: {bytes:?}"
+        );
+    }
     assert!(
         must(m.storage().delete(&c.key).await),
         "scenario 26: an explicit delete removes it"
@@ -1269,14 +1284,20 @@ pub async fn scenario_28_large_results<H: Harness>(h: &H) {
     }
     let c = call("kit::s28", &"over");
     let count = AtomicUsize::new(0);
-    for _ in 0..2 {
+    for i in 0..2 {
         let r = m
             .execute(&c, || async {
                 count.fetch_add(1, Ordering::SeqCst);
                 vec![7_u8; 17 << 20]
             })
             .await;
-        assert_eq!(kind(r), ErrorKind::ResultNotRetained);
+        if i == 0 {
+            // The caller that ran the function gets its value, marked not retained.
+            let o = must(r);
+            assert!(!o.is_retained() && o.value.len() == 17 << 20, "scenario 28");
+        } else {
+            assert_eq!(kind(r), ErrorKind::ResultNotRetained);
+        }
     }
     assert_eq!(count.load(Ordering::SeqCst), 1, "scenario 28: no re-run");
     // A result whose Serialize fails is not retained either.
@@ -1293,6 +1314,8 @@ pub async fn scenario_28_large_results<H: Harness>(h: &H) {
         }
     }
     let c = call("kit::s28", &"unencodable");
+    let r = m.execute(&c, || async { Unencodable }).await;
+    assert!(!must(r).is_retained(), "scenario 28: an unencodable value");
     let r = m.execute(&c, || async { Unencodable }).await;
     assert_eq!(kind(r), ErrorKind::ResultNotRetained);
     let obs = must(m.status(&c.key).await).unwrap_or_else(|| panic!("scenario 28: no record"));
@@ -1520,7 +1543,10 @@ macro_rules! conformance_suite {
             scenario_28_large_results,
             scenario_29_incompatible_result_type,
             scenario_31_wait_mode,
-            scenario_32_missing_or_empty_key
+            scenario_32_missing_or_empty_key,
+            issue_12_item_5_result_over_the_limit_reaches_its_caller,
+            issue_12_item_6_tagged_enum_and_skipped_field_replay,
+            issue_12_every_serde_shape_replays
         );
     };
     (@tests $make:expr; $($name:ident),*) => {$(

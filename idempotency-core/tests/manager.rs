@@ -62,7 +62,7 @@ fn scenario_24_store_down_after_execution_keeps_the_claim() {
     match &err {
         idempotency_core::Error::CompletionNotRecorded { encoded, .. } => {
             assert_eq!(
-                postcard::from_bytes::<u32>(encoded).ok(),
+                ciborium::from_reader::<u32, _>(&encoded[..]).ok(),
                 Some(99),
                 "the value is carried"
             );

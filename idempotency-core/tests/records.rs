@@ -68,7 +68,7 @@ fn scenario_29_foreign_format_version_is_incompatible() {
 proptest! {
     #[test]
     fn scenario_26_decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let mut with_header = b"IDR\x01".to_vec();
+        let mut with_header = vec![b'I', b'D', b'R', Record::FORMAT_VERSION];
         with_header.extend_from_slice(&bytes);
         for b in [&bytes, &with_header] {
             if let Err(e) = Record::decode(b, "fuzz") {

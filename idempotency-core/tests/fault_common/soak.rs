@@ -463,12 +463,8 @@ pub fn run(
         let Some(kind) = kind else { continue };
         let value = match kind {
             Kind::Success => IdempotencyManager::decode_value::<String>(&obs).unwrap(),
-            Kind::Failed => match &obs.record.error {
-                Some(idempotency_core::RecordError::Encoded(b)) => {
-                    match postcard::from_bytes::<Failure>(b).unwrap() {
-                        Failure::Permanent(v) | Failure::Transient(v) => v,
-                    }
-                }
+            Kind::Failed => match IdempotencyManager::decode_error::<Failure>(&obs) {
+                Ok(Some(Failure::Permanent(v) | Failure::Transient(v))) => v,
                 e => panic!("{name}: a failed record holds {e:?}"),
             },
         };
