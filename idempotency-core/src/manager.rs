@@ -717,11 +717,8 @@ impl IdempotencyManager {
         Fut: Future<Output = std::result::Result<T, E>>,
     {
         let codec = Codec {
-            store: Box::new(|r: &std::result::Result<T, E>| match r {
-                Ok(v) => match encode(v) {
-                    Ok(b) => Disposition::Success(b),
-                    Err(e) => Disposition::NotRetained(e),
-                },
+            store: Box::new(|r: &std::result::Result<T, E>, max| match r {
+                Ok(v) => retained(v, max, Disposition::Success),
                 Err(_) => Disposition::Release,
             }),
             decode_success: decode_ok::<T, E>,
