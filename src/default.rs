@@ -10,7 +10,9 @@ use idempotency_core::{Error, IdempotencyManager, MemoryStorage, Result};
 /// - `file:///absolute/path` or `file://relative/path`: the embedded file store in that directory;
 /// - `memory://`: a process-local memory store (nothing survives the process);
 /// - `redis://[user:password@]host[:port][/db]` or `rediss://...` (TLS): the Redis store (feature
-///   `redis`).
+///   `redis`);
+/// - `postgres://[user[:password]@]host[:port]/database` or `postgresql://...`: the PostgreSQL
+///   store (feature `postgres`), in table `idempotency_records`, created if missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreUrl {
@@ -20,6 +22,8 @@ pub enum StoreUrl {
     Memory,
     /// A Redis server (the URL as given).
     Redis(String),
+    /// A PostgreSQL database (the URL as given).
+    Postgres(String),
 }
 
 impl StoreUrl {
@@ -49,8 +53,11 @@ impl StoreUrl {
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             return Ok(StoreUrl::Redis(url.to_owned()));
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
         Err(Error::Config(format!(
-            "unknown store URL `{url}`; expected `file:///path`, `memory://` or `redis://host:port/db`"
+            "unknown store URL `{url}`; expected `file:///path`, `memory://`, `redis://host:port/db` or `postgres://user@host/db`"
         )))
     }
 
@@ -58,12 +65,13 @@ impl StoreUrl {
     ///
     /// # Errors
     /// [`Error::Config`] when the store's feature is not enabled; the store's own errors when it
-    /// cannot be opened (an unwritable directory, an unreachable Redis).
+    /// cannot be opened (an unwritable directory, an unreachable Redis or PostgreSQL).
     pub fn open_manager(&self) -> Result<IdempotencyManager> {
         match self {
             StoreUrl::Memory => Ok(IdempotencyManager::new(MemoryStorage::new())),
             StoreUrl::File(path) => open_file(path),
             StoreUrl::Redis(url) => open_redis(url),
+            StoreUrl::Postgres(url) => open_postgres(url),
         }
     }
 }
@@ -95,6 +103,20 @@ fn open_redis(url: &str) -> Result<IdempotencyManager> {
 fn open_redis(_: &str) -> Result<IdempotencyManager> {
     Err(Error::Config(
         "the Redis store needs the `redis` feature of `idempotency`".into(),
+    ))
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<IdempotencyManager> {
+    Ok(IdempotencyManager::new(
+        idempotency_postgres::PostgresStorage::connect(url)?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_: &str) -> Result<IdempotencyManager> {
+    Err(Error::Config(
+        "the PostgreSQL store needs the `postgres` feature of `idempotency`".into(),
     ))
 }
 
