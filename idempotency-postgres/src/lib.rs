@@ -78,9 +78,13 @@
 
 mod config;
 mod storage;
+mod tx;
 
 pub use config::{PostgresConfig, MAX_IDENTIFIER_BYTES};
 pub use storage::{PostgresStorage, SCHEMA_VERSION};
+pub use tx::{
+    TxError, TxFuture, DEFAULT_TX_LEASE, DEFAULT_TX_TTL, REJECT_LOCK_WAIT, WAIT_POLL_INTERVAL,
+};
 
 /// The `sqlx` crate this store is built on, for [`PostgresStorage::from_pool`] and
 /// transactions.

@@ -30,7 +30,7 @@ const MAX_MILLIS: u64 = 1_000_000_000_000_000;
 
 /// How many times a claim is re-run when its snapshot missed a row that its conflict check
 /// saw (a concurrent commit between the two; see `try_claim`).
-const CLAIM_ATTEMPTS: usize = 16;
+pub(crate) const CLAIM_ATTEMPTS: usize = 16;
 
 const STATUS_PENDING: i16 = 0;
 const STATUS_SUCCESS: i16 = 1;
@@ -80,8 +80,8 @@ impl fmt::Debug for PostgresStorage {
 pub(crate) struct Sql {
     /// `"schema"."table"` or `"table"`.
     pub(crate) table: String,
-    claim: String,
-    finish: String,
+    pub(crate) claim: String,
+    pub(crate) finish: String,
     release: String,
     renew: String,
     get: String,
@@ -211,6 +211,15 @@ pub(crate) struct InRuntime<'h, F> {
     fut: std::pin::Pin<Box<F>>,
 }
 
+impl<'h, F: Future> InRuntime<'h, F> {
+    pub(crate) fn new(handle: &'h Handle, fut: F) -> Self {
+        InRuntime {
+            handle,
+            fut: Box::pin(fut),
+        }
+    }
+}
+
 impl<F: Future> Future for InRuntime<'_, F> {
     type Output = F::Output;
     fn poll(
@@ -262,7 +271,7 @@ pub(crate) struct RawRow {
 }
 
 impl RawRow {
-    fn from_row(row: &PgRow, with_key: bool) -> sqlx::Result<RawRow> {
+    pub(crate) fn from_row(row: &PgRow, with_key: bool) -> sqlx::Result<RawRow> {
         Ok(RawRow {
             key: if with_key {
                 row.try_get("key")?

@@ -11,3 +11,4 @@ mod harness;
 mod hostile;
 mod kit;
 mod processes;
+mod tx;
