@@ -337,7 +337,7 @@ impl RawRow {
         }
         type Head<'a> = (IdempotencyKey, RecordStatus, &'a [u8], Option<RecordError>);
         match postcard::take_from_bytes::<Head<'_>>(&b[4..]) {
-            Ok((_, rest)) if rest.is_empty() => {}
+            Ok((_, [])) => {}
             Ok(_) => return Err(corrupt("trailing bytes after the record head")),
             Err(e) => return Err(corrupt(&format!("undecodable record head: {e}"))),
         }

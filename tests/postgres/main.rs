@@ -1,5 +1,5 @@
 //! The PostgreSQL store against a real PostgreSQL: the conformance kit, hostile keys, 8
-//! processes racing on one key, and transactional mode (kill points, a terminated backend).
+//! processes racing on one key, the main job (`--store postgres://...`), and transactional mode (kill points, a terminated backend).
 //!
 //! The database comes from `IDEMPOTENCY_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); every harness works in a fresh schema of its own,
@@ -7,6 +7,11 @@
 //! `IDEMPOTENCY_REQUIRE_POSTGRES=1`, which turns the skip into a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[allow(dead_code)]
+#[path = "../../examples/emissions/mod.rs"]
+mod emissions;
+
+mod emissions_job;
 mod harness;
 mod hostile;
 mod kit;
