@@ -11,6 +11,7 @@
 #[path = "../../examples/emissions/mod.rs"]
 mod emissions;
 
+mod cli;
 mod emissions_job;
 mod harness;
 mod hostile;
