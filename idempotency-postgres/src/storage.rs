@@ -102,14 +102,20 @@ impl Sql {
             None => format!("\"{table}\""),
         };
         // Claim: insert a fresh pending row, or take over the existing row iff it is expired
-        // (or finished, with the cache bypass `$6`), bumping its fencing token. The conflict
-        // check locks the newest committed row version; when it writes nothing, the second
-        // branch returns the row as this statement's snapshot saw it.
+        // (or finished, with the cache bypass `$6`), bumping its fencing token. When the
+        // statement's snapshot already shows a live row that cannot be claimed (the replay and
+        // conflict paths), no insert is attempted: the statement writes and locks nothing (no
+        // transaction id, no WAL flush) and returns that row. Otherwise the conflict check
+        // locks the newest committed row version and decides on it; when it writes nothing,
+        // the snapshot's row is returned and the caller re-runs the statement (see try_claim).
         let claim = format!(
             "WITH n AS (SELECT {NOW_MS} AS now), \
+             cur AS (SELECT {COLUMNS} FROM {t} WHERE key = $1), \
              ins AS ( \
                INSERT INTO {t} AS r ({COLUMNS}) \
                SELECT $1, {STATUS_PENDING}, $2, 1, n.now, n.now + $3, n.now + $3, $4, $5 FROM n \
+               WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.expires_at > n.now \
+                 AND NOT ($6 AND cur.status <> {STATUS_PENDING})) \
                ON CONFLICT (key) DO UPDATE SET status = {STATUS_PENDING}, \
                  execution_id = EXCLUDED.execution_id, fencing_token = r.fencing_token + 1, \
                  created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
@@ -123,9 +129,9 @@ impl Sql {
                NULL::bigint AS lease_until, NULL::bytea AS fingerprint, NULL::bytea AS body, \
                n.now FROM ins, n \
              UNION ALL \
-             SELECT false, t.fencing_token, t.expires_at, t.status, t.execution_id, t.created_at, \
-               t.lease_until, t.fingerprint, t.body, n.now \
-             FROM {t} t, n WHERE t.key = $1 AND NOT EXISTS (SELECT 1 FROM ins)"
+             SELECT false, cur.fencing_token, cur.expires_at, cur.status, cur.execution_id, \
+               cur.created_at, cur.lease_until, cur.fingerprint, cur.body, n.now \
+             FROM cur, n WHERE NOT EXISTS (SELECT 1 FROM ins)"
         );
         // Finish (complete or fail): fenced on status, execution id and fencing token.
         let finish = format!(
