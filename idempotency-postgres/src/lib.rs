@@ -51,6 +51,52 @@
 //! is the single-statement compare-and-set for that. A claim that meets a row committed by a
 //! concurrent transaction after its snapshot re-runs (see [`Storage::try_claim`]).
 //!
+//! # Transactional mode: exactly-once effects
+//! No store outside the database can make "the record says done" and "the business row exists"
+//! true together. [`PostgresStorage::execute_in`] puts the claim, the function's own writes and
+//! the `Success` record into **the caller's transaction**, inside a savepoint of its own: after
+//! any crash or rollback either both exist (a retry replays) or neither does (a retry runs
+//! again). [`PostgresStorage::execute_transaction`] does the same in a transaction it begins and
+//! commits on the store's pool.
+//!
+//! ```no_run
+//! use idempotency_core::{Call, IdempotencyKey};
+//! use idempotency_postgres::{sqlx, PostgresStorage};
+//!
+//! # async fn charge(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresStorage::from_pool(pool.clone())?; // inside the pool's runtime
+//! store.ensure_schema().await?;
+//! let call = Call::new(IdempotencyKey::derive("billing::charge", 1, &("order-1", 1200_u64))?);
+//! let mut tx = pool.begin().await?;
+//! let charged = store
+//!     .execute_in(&mut tx, &call, |conn| {
+//!         Box::pin(async move {
+//!             sqlx::query_scalar::<_, i64>(
+//!                 "INSERT INTO charges (order_id, cents) VALUES ($1, $2) RETURNING id",
+//!             )
+//!             .bind("order-1")
+//!             .bind(1200_i64)
+//!             .fetch_one(conn)
+//!             .await
+//!         })
+//!     })
+//!     .await?;
+//! tx.commit().await?; // the charge row and its record, together
+//! println!("charge {} (replayed: {})", charged.value, charged.is_replayed());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Concurrent transactions on one key: exactly one commits its claim; the others wait on the
+//! key's row lock (bounded per [`ConflictPolicy`](idempotency_core::ConflictPolicy)) and then
+//! replay its value, or get [`Error::InProgress`](idempotency_core::Error::InProgress).
+//! `READ COMMITTED` (PostgreSQL's default) suffices; see [`PostgresStorage::execute_in`] for
+//! why, and for what `REPEATABLE READ` and `SERIALIZABLE` do instead.
+//!
+//! # TLS
+//! This build links sqlx without TLS: use it over loopback, a private network or a TLS-terminating
+//! proxy (`sslmode=require` in the URL fails to connect rather than falling back to plain text).
+//!
 //! Expired records read as absent ([`Storage::get`] returns `None`, and the next claim
 //! replaces them, keeping the fencing token growing); [`Storage::purge_expired`] deletes them
 //! in bounded batches.
