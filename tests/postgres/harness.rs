@@ -120,7 +120,7 @@ impl Drop for Schema {
 /// clock is the database's).
 pub struct PgHarness {
     pub store: PostgresStorage,
-    pub _schema: Schema,
+    pub schema: Schema,
 }
 
 impl PgHarness {
@@ -131,10 +131,7 @@ impl PgHarness {
             .schema(schema.0.clone())
             .connect(&url())
             .expect("open the PostgreSQL store");
-        Some(PgHarness {
-            store,
-            _schema: schema,
-        })
+        Some(PgHarness { store, schema })
     }
 }
 

@@ -17,4 +17,5 @@ mod harness;
 mod hostile;
 mod kit;
 mod processes;
+mod store;
 mod tx;
