@@ -384,3 +384,48 @@ async fn transactional_kill_points_leave_rows_and_records_in_agreement() {
         assert_eq!(counts(&schema.0, &store, point), (1, 1, 1), "{point}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_call_dropped_mid_function_leaves_nothing_even_if_the_transaction_commits() {
+    if available("tx::dropped").is_none() {
+        return;
+    }
+    let schema = Schema::new();
+    let (store, pool) = setup(&schema).await;
+    let mut tx = pool.begin().await.unwrap();
+    let (wrote_tx, wrote_rx) = tokio::sync::oneshot::channel::<()>();
+    let sql = format!("INSERT INTO \"{}\".charges (key) VALUES ('g')", schema.0);
+    {
+        let call_g = call("g");
+        let running = store.execute_in(
+            &mut tx,
+            &call_g,
+            move |c: &mut PgConnection| -> TxFuture<'_, Result<i64, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query(&sql).execute(&mut *c).await?;
+                    wrote_tx.send(()).unwrap();
+                    std::future::pending::<()>().await;
+                    Ok(0)
+                })
+            },
+        );
+        tokio::select! {
+            _ = running => panic!("the function never returns"),
+            r = wrote_rx => r.unwrap(),
+        }
+        // `running` (claim done, business row written) is dropped here: a cancelled call.
+    }
+    // The caller goes on and commits its transaction anyway.
+    tx.commit().await.unwrap();
+    assert_eq!(
+        counts(&schema.0, &store, "g"),
+        (0, 0, 0),
+        "the call's savepoint was rolled back: neither its row nor its claim committed"
+    );
+    let o = store
+        .execute_transaction(&call("g"), charge(&schema.0, "g"))
+        .await
+        .unwrap();
+    assert!(!o.is_replayed());
+    assert_eq!(counts(&schema.0, &store, "g"), (1, 1, 1));
+}
