@@ -429,3 +429,92 @@ async fn transactional_call_dropped_mid_function_leaves_nothing_even_if_the_tran
     assert!(!o.is_replayed());
     assert_eq!(counts(&schema.0, &store, "g"), (1, 1, 1));
 }
+
+/// Waits until some backend waits on a lock (the second transaction's claim is blocked on the
+/// holder's uncommitted row), by observing `pg_stat_activity`.
+async fn until_a_claim_waits_on_the_row_lock(schema: &str) {
+    for _ in 0..10_000 {
+        let pattern = format!("%{schema}%");
+        let waiting: i64 = with_conn(|mut c| async move {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
+            )
+            .bind(pattern)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+        })
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the second claim never waited on the row lock");
+}
+
+/// Isolation: a second transaction waiting on the holder's row lock replays after the holder
+/// commits under READ COMMITTED, and gets a serialization failure (then replays on retry) under
+/// REPEATABLE READ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_waiter_replays_under_read_committed_and_must_retry_under_repeatable_read() {
+    if available("tx::isolation").is_none() {
+        return;
+    }
+    let schema = Schema::new();
+    let (store, pool) = setup(&schema).await;
+    for (name, repeatable) in [("h_rc", false), ("h_rr", true)] {
+        let mut holder = pool.begin().await.unwrap();
+        let first = store
+            .execute_in(&mut holder, &call(name), charge(&schema.0, name))
+            .await
+            .unwrap();
+        let waiter = {
+            let (store, pool, schema) = (store.clone(), pool.clone(), schema.0.clone());
+            tokio::spawn(async move {
+                let mut tx = pool.begin().await.unwrap();
+                if repeatable {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                let c = call(name).on_conflict(ConflictPolicy::Wait {
+                    timeout: Duration::from_secs(30),
+                });
+                let r = store.execute_in(&mut tx, &c, charge(&schema, name)).await;
+                let _ = tx.rollback().await;
+                r
+            })
+        };
+        until_a_claim_waits_on_the_row_lock(&schema.0).await;
+        holder.commit().await.unwrap();
+        let r = waiter.await.unwrap();
+        if repeatable {
+            let Err(TxError::Store(e)) = r else {
+                panic!("{name}: expected a serialization failure, got {r:?}")
+            };
+            assert_eq!(e.kind(), ErrorKind::StoreUnavailable, "{e}");
+            let source = std::error::Error::source(&e).map(|s| s.to_string());
+            assert!(
+                source
+                    .as_deref()
+                    .is_some_and(|s| s.contains("could not serialize")),
+                "{name}: {source:?}"
+            );
+            // The retry, in a new transaction, replays.
+            let again = store
+                .execute_transaction(&call(name), charge(&schema.0, name))
+                .await
+                .unwrap();
+            assert!(again.is_replayed());
+            assert_eq!(again.value, first.value);
+        } else {
+            let o = r.unwrap();
+            assert!(o.is_replayed(), "{name}");
+            assert_eq!(o.value, first.value);
+        }
+        assert_eq!(counts(&schema.0, &store, name), (1, 1, 1), "{name}");
+    }
+}
