@@ -12,6 +12,7 @@
 mod emissions;
 
 mod cli;
+mod default_url;
 mod emissions_job;
 mod harness;
 mod hostile;
