@@ -4,11 +4,15 @@
 //! Output: a table (median, p99, ratio of medians to the row's floor) and one machine-readable
 //! line per ratio, `ratio <name> <value>`. Redis rows use `IDEMPOTENCY_REDIS_URL`, else a
 //! `redis-server` the bench starts on a free loopback port, else they say why they were skipped.
+//! PostgreSQL rows use `IDEMPOTENCY_POSTGRES_URL`, else `postgres://postgres@127.0.0.1:5432/test`,
+//! in a fresh schema dropped afterwards.
 
 #[path = "overhead/harness.rs"]
 mod harness;
 #[path = "overhead/paths.rs"]
 mod paths;
+#[path = "overhead/postgres_rows.rs"]
+mod postgres_rows;
 #[path = "overhead/redis_rows.rs"]
 mod redis_rows;
 

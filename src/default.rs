@@ -15,6 +15,8 @@ use idempotency_core::{Error, IdempotencyManager, MemoryStorage, Result};
 ///
 /// Opening a URL whose store's feature is off is an [`Error::Config`] that names the feature and
 /// the cargo flag (`--features redis`, `--features redis-tls`).
+/// - `postgres://[user[:password]@]host[:port]/database` or `postgresql://...`: the PostgreSQL
+///   store (feature `postgres`), in table `idempotency_records`, created if missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreUrl {
@@ -24,6 +26,8 @@ pub enum StoreUrl {
     Memory,
     /// A Redis server (the URL as given).
     Redis(String),
+    /// A PostgreSQL database (the URL as given).
+    Postgres(String),
 }
 
 impl StoreUrl {
@@ -53,8 +57,11 @@ impl StoreUrl {
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             return Ok(StoreUrl::Redis(url.to_owned()));
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
         Err(Error::Config(format!(
-            "unknown store URL `{url}`; expected `file:///path`, `memory://` or `redis://host:port/db`"
+            "unknown store URL `{url}`; expected `file:///path`, `memory://`, `redis://host:port/db` or `postgres://user@host/db`"
         )))
     }
 
@@ -63,12 +70,13 @@ impl StoreUrl {
     /// # Errors
     /// [`Error::Config`] when the store's feature is not enabled (the message names it and the
     /// cargo flag); the store's own errors when it cannot be opened (an unwritable directory,
-    /// an unreachable Redis: [`Error::Io`], [`Error::Storage`]).
+    /// an unreachable Redis or PostgreSQL: [`Error::Io`], [`Error::Storage`]).
     pub fn open_manager(&self) -> Result<IdempotencyManager> {
         match self {
             StoreUrl::Memory => Ok(IdempotencyManager::new(MemoryStorage::new())),
             StoreUrl::File(path) => open_file(path),
             StoreUrl::Redis(url) => open_redis(url),
+            StoreUrl::Postgres(url) => open_postgres(url),
         }
     }
 }
@@ -108,6 +116,23 @@ fn open_redis(url: &str) -> Result<IdempotencyManager> {
          `features = [\"{feature}\"]` in Cargo.toml, or `--features {feature}` on the cargo \
          command line (`cargo run --features {feature} ...`)"
     )))
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<IdempotencyManager> {
+    Ok(IdempotencyManager::new(
+        idempotency_postgres::PostgresStorage::connect(url)?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_: &str) -> Result<IdempotencyManager> {
+    Err(Error::Config(
+        "the PostgreSQL store needs the `postgres` feature of `idempotency`: \
+         `features = [\"postgres\"]` in Cargo.toml, or `--features postgres` on the cargo \
+         command line (`cargo run --features postgres ...`)"
+            .into(),
+    ))
 }
 
 static DEFAULT: OnceLock<IdempotencyManager> = OnceLock::new();

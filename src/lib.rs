@@ -49,6 +49,7 @@
 //! |---|---|---|
 //! | [`FileStorage`] (feature `file`, default) | one machine, any number of processes | `FileStorage::open(dir)`, or `IDEMPOTENCY_URL=file:///dir` |
 //! | `RedisStorage` (feature `redis`; `redis-tls` for `rediss://`) | a fleet sharing a Redis (or a Redis Cluster, feature `cluster`) | `RedisStorage::open("redis://host:6379/0")`, or `IDEMPOTENCY_URL=redis://...` |
+//! | `PostgresStorage` (feature `postgres`) | services whose data lives in PostgreSQL; exactly-once effects in one transaction with the business write | `PostgresStorage::connect("postgres://user@host/db")`, or `IDEMPOTENCY_URL=postgres://...` |
 //! | [`MemoryStorage`] | tests and single-process services | `MemoryStorage::new()`, or `IDEMPOTENCY_URL=memory://` |
 //!
 //! [`default_manager`] builds the process-wide manager from `IDEMPOTENCY_URL` (see
@@ -62,6 +63,7 @@
 //! - `file` (default): the embedded file store, `FileStorage`.
 //! - `redis`: the Redis store, `RedisStorage`; `redis-tls`: the same over TLS (`rediss://`
 //!   URLs; rustls with the ring provider and the webpki roots); `cluster`: Redis Cluster.
+//! - `postgres`: the PostgreSQL store, `PostgresStorage` (on sqlx), with transactional mode.
 //! - `metrics`: counters and histograms through the `metrics` facade (see [`telemetry`]).
 //! - `cli`: the `idempotency` operator binary (list, show, delete, purge-expired, stats, doctor).
 //! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
@@ -125,6 +127,11 @@ pub fn idempotent_pipeline<P: Pipeline>(pipeline: P) -> Result<IdempotentPipelin
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use idempotency_redis::{self as redis, RedisStorage};
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[doc(inline)]
+pub use idempotency_postgres::{self as postgres, PostgresConfig, PostgresStorage};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

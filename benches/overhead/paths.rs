@@ -52,6 +52,7 @@ pub fn run_all(r: &mut Report) {
     macro_vs_manual(r);
     file(r);
     crate::redis_rows::run(r);
+    crate::postgres_rows::run(r);
 }
 
 static MACRO_MANAGER: std::sync::LazyLock<IdempotencyManager> =

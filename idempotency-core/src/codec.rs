@@ -18,15 +18,21 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Encodes a value for a record.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+/// Encodes a value for a record (CBOR).
+///
+/// # Errors
+/// The value's own serialization error, as text.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out).map_err(|e| e.to_string())?;
     Ok(out)
 }
 
 /// Decodes a value stored by [`encode`]; trailing bytes are an error (another type's value).
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+///
+/// # Errors
+/// Why the bytes do not decode as `T`, as text.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let mut rest = bytes;
     let value = ciborium::from_reader(&mut rest).map_err(|e| match e {
         ciborium::de::Error::Semantic(_, msg) => msg,
@@ -45,16 +51,17 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// `T`, and the decoded value is the same value. `Err` holds why it cannot be stored (the
 /// reason of a "result not retained" record).
 ///
+/// # Errors
+/// The reason the value cannot be stored: it fails to serialize, is over `max` bytes, does not
+/// decode as `T`, or decodes as a different value.
+///
 /// "The same value" compares the canonical encodings of the value and of its decoded copy (the
 /// encoder keys hash, [`canonical`](crate::canonical)): every value serde presents, `None` apart
 /// from `Some(None)`, integers apart from floats, maps and sets (`HashMap`, `HashSet`) in any
 /// iteration order, so two equal hash maps with different hashers still compare equal. Byte
 /// equality of two CBOR encodings would refuse those; a decode check alone would accept an
 /// untagged enum that decodes as another variant, or a `Some(None)` that decodes as `None`.
-pub(crate) fn retain<T: Serialize + DeserializeOwned>(
-    value: &T,
-    max: usize,
-) -> Result<Vec<u8>, String> {
+pub fn retain<T: Serialize + DeserializeOwned>(value: &T, max: usize) -> Result<Vec<u8>, String> {
     let bytes = encode(value).map_err(|e| format!("the value failed to serialize: {e}"))?;
     if bytes.len() > max {
         return Err(format!(

@@ -14,7 +14,7 @@
 )]
 
 pub mod canonical;
-mod codec;
+pub mod codec;
 mod error;
 mod error_serde;
 #[cfg(feature = "file")]

@@ -19,7 +19,9 @@ pub(crate) struct Cli {
 /// Options that every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The store: `file:///path`, `file://relative/path`, `redis://host:port/db`, `memory://`.
+    /// The store: `file:///path`, `file://relative/path`, `redis://host:port/db`,
+    /// `postgres://user@host/db` (table `idempotency_records`; choose the schema with
+    /// `?options=-c%20search_path%3Dname`), `memory://`.
     /// Default: the `IDEMPOTENCY_URL` environment variable, else the file store in
     /// `.idempotency`.
     #[arg(long, global = true, value_name = "URL")]

@@ -1,0 +1,160 @@
+//! The PostgreSQL rows: floors (one `SELECT` and one `INSERT` round trip) on the store's own
+//! pool and dispatch path (polled from the bench thread with the pool's runtime entered, as the
+//! store does), the store's hit (replay) and miss (first run: claim + complete).
+//!
+//! The database is `IDEMPOTENCY_POSTGRES_URL`, else `postgres://postgres@127.0.0.1:5432/test`;
+//! the rows work in a fresh schema that is dropped afterwards.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use idempotency::IdempotencyManager;
+use idempotency_postgres::sqlx::{self, PgPool};
+use idempotency_postgres::PostgresConfig;
+use tokio::runtime::{Handle, Runtime};
+
+use crate::harness::Report;
+use crate::paths::{args, call_for, receipt};
+
+/// Polls a future with `handle`'s runtime entered (the store's own bridge, rebuilt here).
+struct Entered<'h, F> {
+    handle: &'h Handle,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Entered<'_, F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let _g = this.handle.enter();
+        this.fut.as_mut().poll(cx)
+    }
+}
+
+fn on<F: Future>(handle: &Handle, fut: F) -> F::Output {
+    idempotency::block_on(Entered {
+        handle,
+        fut: Box::pin(fut),
+    })
+}
+
+pub fn run(r: &mut Report) {
+    let url = std::env::var("IDEMPOTENCY_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    // The pool's runtime: current-thread, driven by a thread of its own (as `connect` does).
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => std::sync::Arc::new(rt),
+        Err(e) => return r.note(format!("PostgreSQL rows skipped: {e}")),
+    };
+    let handle = rt.handle().clone();
+    let driver: std::sync::Arc<Runtime> = std::sync::Arc::clone(&rt);
+    std::thread::spawn(move || driver.block_on(std::future::pending::<()>()));
+    let pool: PgPool = {
+        let _g = handle.enter();
+        match sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy(&url)
+        {
+            Ok(p) => p,
+            Err(e) => return r.note(format!("PostgreSQL rows skipped: {e}")),
+        }
+    };
+    let schema = format!("idem_bench_{}", uuid::Uuid::new_v4().simple());
+    let store = {
+        let _g = handle.enter();
+        match PostgresConfig::new()
+            .schema(schema.clone())
+            .with_pool(pool.clone())
+        {
+            Ok(s) => s,
+            Err(e) => return r.note(format!("PostgreSQL rows skipped: {e}")),
+        }
+    };
+    if let Err(e) = on(&handle, store.ensure_schema()) {
+        return r.note(format!(
+            "PostgreSQL rows skipped: {url} is not reachable: {e}"
+        ));
+    }
+    let floor_table = format!("\"{schema}\".\"floor\"");
+    let setup = on(&handle, async {
+        sqlx::query(&format!(
+            "CREATE TABLE {floor_table} (key bytea PRIMARY KEY, body bytea NOT NULL)"
+        ))
+        .execute(&pool)
+        .await?;
+        sqlx::query(&format!("INSERT INTO {floor_table} VALUES ($1, $2)"))
+            .bind(b"probe".as_slice())
+            .bind(vec![0_u8; 100])
+            .execute(&pool)
+            .await
+    });
+    if let Err(e) = setup {
+        return r.note(format!("PostgreSQL rows skipped: {e}"));
+    }
+    let select = format!("SELECT body FROM {floor_table} WHERE key = $1");
+    r.measure("floor", "postgres SELECT round trip", 1, None, || {
+        black_box(on(
+            &handle,
+            sqlx::query_scalar::<_, Vec<u8>>(&select)
+                .bind(b"probe".as_slice())
+                .fetch_optional(&pool),
+        ))
+        .ok();
+    });
+    let insert = format!("INSERT INTO {floor_table} VALUES ($1, $2)");
+    let n = AtomicU64::new(0);
+    r.measure("floor", "postgres INSERT round trip", 1, None, || {
+        let k = n.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        black_box(on(
+            &handle,
+            sqlx::query(&insert)
+                .bind(k.as_slice())
+                .bind(vec![0_u8; 100])
+                .execute(&pool),
+        ))
+        .ok();
+    });
+
+    let m = IdempotencyManager::new(store);
+    let a = args(1);
+    if let Err(e) = m.execute_sync(&call_for("bench::postgres", &a), receipt) {
+        return r.note(format!("PostgreSQL rows skipped: {e}"));
+    }
+    r.measure(
+        "postgres",
+        "postgres hit (replay)",
+        1,
+        Some(("postgres_hit_per_select", "postgres SELECT round trip")),
+        || {
+            let c = call_for("bench::postgres", black_box(&a));
+            black_box(m.execute_sync(&c, receipt).ok());
+        },
+    );
+    let next = AtomicU64::new(1_000_000);
+    r.measure(
+        "postgres",
+        "postgres miss (claim + complete)",
+        1,
+        Some(("postgres_miss_per_insert", "postgres INSERT round trip")),
+        || {
+            let c = call_for(
+                "bench::postgres",
+                &args(next.fetch_add(1, Ordering::Relaxed)),
+            );
+            black_box(m.execute_sync(&c, receipt).ok());
+        },
+    );
+    drop(m);
+    let _ = on(
+        &handle,
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool),
+    );
+}
