@@ -133,13 +133,23 @@ impl Sql {
                cur.created_at, cur.lease_until, cur.fingerprint, cur.body, n.now \
              FROM cur, n WHERE NOT EXISTS (SELECT 1 FROM ins)"
         );
-        // Finish (complete or fail): fenced on status, execution id and fencing token.
+        // Finish (complete or fail): fenced on status, execution id and fencing token. A finish
+        // this owner already applied (same status, same bytes: a retry after a lost reply) is
+        // answered with the stored row and writes nothing (the Storage contract: re-application
+        // by the same owner succeeds). The second branch reads the statement's snapshot, so it
+        // can only match when the update matched nothing.
         let finish = format!(
-            "UPDATE {t} SET status = $4, body = $5, lease_until = NULL, \
-               expires_at = {NOW_MS} + $6 \
-             WHERE key = $1 AND status = {STATUS_PENDING} AND execution_id = $2 \
-               AND fencing_token = $3 \
-             RETURNING created_at, expires_at, fingerprint"
+            "WITH upd AS ( \
+               UPDATE {t} SET status = $4, body = $5, lease_until = NULL, \
+                 expires_at = {NOW_MS} + $6 \
+               WHERE key = $1 AND status = {STATUS_PENDING} AND execution_id = $2 \
+                 AND fencing_token = $3 \
+               RETURNING created_at, expires_at, fingerprint) \
+             SELECT created_at, expires_at, fingerprint FROM upd \
+             UNION ALL \
+             SELECT created_at, expires_at, fingerprint FROM {t} \
+             WHERE key = $1 AND status = $4 AND execution_id = $2 AND fencing_token = $3 \
+               AND body = $5 AND expires_at > {NOW_MS} AND NOT EXISTS (SELECT 1 FROM upd)"
         );
         let release = format!(
             "DELETE FROM {t} WHERE key = $1 AND status = {STATUS_PENDING} \
