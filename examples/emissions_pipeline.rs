@@ -7,6 +7,7 @@
 //! cargo run --release --example emissions_pipeline              # again: executed=0, same report
 //! cargo run --release --example emissions_pipeline -- --crash-after 100   # aborts mid-batch
 //! cargo run --release --features redis --example emissions_pipeline -- --store redis://127.0.0.1:6379/5
+//! cargo run --release --features postgres --example emissions_pipeline -- --store postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!
 //! Each ledger row is one idempotent operation keyed by its record id; the row's content is the
