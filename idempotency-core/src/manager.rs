@@ -1049,7 +1049,7 @@ impl IdempotencyManager {
                 let rec = self.finish_with_retry(call, &lease, Err(&err)).await?;
                 self.inner
                     .counters
-                    .step(Step::FailureCached, &call.key, Some(&lease.owner));
+                    .step(Step::NotRetained, &call.key, Some(&lease.owner));
                 Ok(Outcome {
                     provenance: provenance(
                         Some((rec.created_at, rec.expires_at)),

@@ -35,6 +35,8 @@ pub(crate) enum Step {
     Mismatch { rejected: bool },
     Completed,
     FailureCached,
+    /// The function ran but its value could not be stored (SEMANTICS.md scenario 28).
+    NotRetained,
     Released,
     FencedOut,
     StoreError(&'static str),
@@ -187,6 +189,14 @@ impl Counters {
             Step::FailureCached => {
                 bump(&self.failures_cached);
                 tracing::debug!(target: "idempotency", key, execution_id, fencing_token, "failed: error stored");
+                metric_counter("idempotency_failures_cached_total");
+            }
+            Step::NotRetained => {
+                // Counted with the stored failures (the record is a terminal marker), but said
+                // at warn level: until the record expires, repeats get `ResultNotRetained`
+                // instead of a replay, which the caller that ran never sees by itself.
+                bump(&self.failures_cached);
+                tracing::warn!(target: "idempotency", key, execution_id, fencing_token, "result not retained: repeats get ResultNotRetained until the record expires");
                 metric_counter("idempotency_failures_cached_total");
             }
             Step::Released => {

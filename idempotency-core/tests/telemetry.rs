@@ -68,8 +68,20 @@ fn tracing_events_name_each_step_with_key_and_execution_id_never_inputs() {
     capture(&cap, || {
         assert!(open.execute_sync(&call("t::down", 1), || 0_u8).is_ok());
     });
+    // A value over `max_result_bytes`: the caller gets it, the log says it was not retained.
+    let small = IdempotencyManager::builder(MemoryStorage::new())
+        .max_result_bytes(8)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    capture(&cap, || {
+        let o = small
+            .execute_sync(&call("t::big", 1), || "0123456789abcdef".to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!o.is_retained());
+    });
     let msgs = cap.messages();
     for expected in [
+        "result not retained: repeats get ResultNotRetained until the record expires",
         "store error",
         "store unavailable: running unprotected (fail-open)",
         "claimed",
