@@ -934,3 +934,44 @@ fn scenario_18_receiver_in_the_key_with_include_self_and_out_with_include_self_f
     assert_eq!(Billing { fee: 100 }.charge_any(&m, 1).unwrap(), 6);
     assert_eq!(BILLED.load(Ordering::SeqCst), 3);
 }
+
+static BLOCKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Two functions of one name in two blocks of one function (or two closures) have the same
+/// path as the compiler prints it, so the same default operation name: the second must never
+/// replay the first's record. It is refused with an error that names the fix.
+#[test]
+fn scenario_18_same_named_functions_in_two_blocks_never_share_a_record() {
+    let m = memory();
+    let first = {
+        #[idempotent(manager = m)]
+        fn lookup(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+            BLOCKS.fetch_add(1, Ordering::SeqCst);
+            format!("first-{id}")
+        }
+        (lookup(&m, 1), lookup(&m, 1))
+    };
+    let second = {
+        #[idempotent(manager = m)]
+        fn lookup(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+            BLOCKS.fetch_add(1, Ordering::SeqCst);
+            format!("second-{id}")
+        }
+        lookup(&m, 1)
+    };
+    assert_eq!(first.0.unwrap(), "first-1");
+    assert_eq!(first.1.unwrap(), "first-1");
+    let err = second.expect_err("the second function must not get the first's result");
+    assert_eq!(err.kind(), ErrorKind::InvalidKey);
+    assert!(err.to_string().contains("name = "), "{err}");
+    assert_eq!(BLOCKS.load(Ordering::SeqCst), 1);
+    // A pinned name is the user's choice of identity, and is honoured.
+    let pinned = {
+        #[idempotent(manager = m, name = "blocks::pinned")]
+        fn lookup(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+            format!("pinned-{id}")
+        }
+        lookup(&m, 1)
+    };
+    assert_eq!(pinned.unwrap(), "pinned-1");
+}
