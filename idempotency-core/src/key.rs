@@ -580,3 +580,62 @@ impl<T: NormalizeKey + ?Sized> NormalizeKey for &T {
         (**self).normalize_key(w)
     }
 }
+
+// Containers carry their elements' identity: an `Option`, `Vec`, slice, array or `Box` of a
+// type with a `NormalizeKey` impl is written with serde's shape for the container (so a type
+// that skips nothing keeps its `Serialize` key) and each element through its own impl (so a
+// skipped trace id stays out of the key when the value is wrapped or nested).
+
+/// As serde writes an `Option`: `None`, or `Some` and the value.
+impl<T: NormalizeKey> NormalizeKey for Option<T> {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        match self {
+            None => {
+                w.out.push(tag::NONE);
+                Ok(())
+            }
+            Some(v) => {
+                w.out.push(tag::SOME);
+                v.normalize_key(w)
+            }
+        }
+    }
+}
+
+/// As serde writes a slice (and a `Vec`): a sequence of the elements.
+impl<T: NormalizeKey> NormalizeKey for [T] {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        w.out.push(tag::SEQ);
+        for v in self {
+            v.normalize_key(w)?;
+        }
+        w.end();
+        Ok(())
+    }
+}
+
+/// As serde writes a `Vec`: a sequence of the elements.
+impl<T: NormalizeKey> NormalizeKey for Vec<T> {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        self.as_slice().normalize_key(w)
+    }
+}
+
+/// As serde writes an array: a tuple of the elements.
+impl<T: NormalizeKey, const N: usize> NormalizeKey for [T; N] {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        w.out.push(tag::TUPLE);
+        for v in self {
+            v.normalize_key(w)?;
+        }
+        w.end();
+        Ok(())
+    }
+}
+
+/// As serde writes a `Box`: the value itself.
+impl<T: NormalizeKey + ?Sized> NormalizeKey for Box<T> {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        (**self).normalize_key(w)
+    }
+}
