@@ -50,6 +50,9 @@
 //! - a `#[serde(flatten)]` field's own structure is merged into the outer map: a flattened
 //!   `Option` that is `None` and one that is `Some` of a struct whose fields are all skipped
 //!   present as nothing; an entry that moves from one flattened map to another presents alike.
+//!   A struct with a flattened field is presented as a map, where serde leaves no trace of a
+//!   field that `skip_serializing_if` skipped: `{ note: None, extra: {"note": "x"} }` and
+//!   `{ note: Some("x"), extra: {} }` present alike.
 //!
 //! Tag such enums (`#[serde(tag = "...")]` or the default external tagging) or write a
 //! [`NormalizeKey`](crate::NormalizeKey) impl when these values must have their own records.
