@@ -165,7 +165,7 @@ pub mod __private {
         ViaStoredError, ViaTransientError,
     };
     pub use crate::macro_support::{
-        NormalizeReceiver, Operation, OtherReceiver, ReceiverCheck, SerializeReceiver,
+        NormalizeReceiver, Operation, OtherReceiver, ReceiverCheck, SerializeReceiver, Site,
     };
     pub use crate::scoped::{take_override, Override};
 }

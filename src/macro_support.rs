@@ -599,6 +599,66 @@ impl Operation {
     }
 }
 
+/// Where one `#[idempotent]` function is defined: a `static` each expansion declares, whose
+/// address tells expansions apart (a `static` with interior mutability has its own address).
+/// Functions of one name in two blocks or closures of one function have the same path as
+/// `type_name` prints it (`app::outer::lookup`), so the same default operation name; the first
+/// call of each site registers its path, and a second site with the same path is refused
+/// ([`Operation::check_site`]) rather than sharing records.
+#[allow(missing_debug_implementations)]
+pub struct Site {
+    /// The outcome of this site's registration, once made.
+    registered: std::sync::OnceLock<bool>,
+}
+
+impl Site {
+    /// A site not registered yet.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Site {
+        Site {
+            registered: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// Registers `site` as the one definition whose default operation path is `path`; `false` when
+/// another site registered the same path first.
+fn register_site(path: &'static str, site: &'static Site) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+    static SITES: std::sync::OnceLock<Mutex<HashMap<&'static str, usize>>> =
+        std::sync::OnceLock::new();
+    let addr = std::ptr::from_ref(site) as usize;
+    let mut sites = SITES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    *sites.entry(path).or_insert(addr) == addr
+}
+
+impl Operation {
+    /// [`check`](Self::check), and, for a default operation name, that no other `#[idempotent]`
+    /// function in this process has the same path (two same-named functions in two blocks or
+    /// closures of one function): such a second function is refused, never given the first's
+    /// records.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] naming the fix (`name = "..."`), or [`check`](Self::check)'s error.
+    pub fn check_site(&self, site: &'static Site, default_name: bool) -> Result<(), Error> {
+        self.check()?;
+        if default_name
+            && !*site
+                .registered
+                .get_or_init(|| register_site(self.path, site))
+        {
+            return Err(Error::InvalidKey {
+                reason: "two `#[idempotent]` functions have the same path (same-named functions in two blocks or closures of one function), so their default operation names would share records; give each its own `#[idempotent(name = \"...\")]`",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Removes trailing `{{closure}}` segments (the body of an `async fn` or `async` block). A
 /// compiler that printed them differently would leave them in: a different name and instance,
 /// the same for every call of one function, so keys change but are never shared.

@@ -11,13 +11,13 @@ use idempotency::{
 };
 use serde::Serialize;
 
-fn via_normalize<T: NormalizeKey>(v: &T) -> IdempotencyKey {
+fn via_normalize<T: NormalizeKey + ?Sized>(v: &T) -> IdempotencyKey {
     let mut enc = KeyEncoder::new("derive::test", 1);
     enc.arg_normalized(v);
     enc.finish().unwrap().key
 }
 
-fn via_serialize<T: Serialize>(v: &T) -> IdempotencyKey {
+fn via_serialize<T: Serialize + ?Sized>(v: &T) -> IdempotencyKey {
     IdempotencyKey::derive("derive::test", 1, v).unwrap().key
 }
 
@@ -182,4 +182,55 @@ fn scenario_17_idempotent_uses_the_derived_impl_for_parameters() {
     assert_eq!(submit(&first).unwrap(), "c9");
     assert_eq!(submit(&retry).unwrap(), "c9");
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+}
+
+/// A request type that also serializes (for logging, or a queue): its `NormalizeKey` impl, not
+/// its `Serialize` impl, is its identity, also when it is wrapped or nested.
+#[derive(Clone, Serialize, NormalizeKey)]
+struct Traced {
+    order: u64,
+    #[idempotency(skip)]
+    trace_id: u128,
+}
+
+#[derive(Serialize, NormalizeKey)]
+struct Batch {
+    first: Option<Traced>,
+    rest: Vec<Traced>,
+    boxed: Box<Traced>,
+}
+
+static WRAPPED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(manager = &*MANAGER)]
+fn submit_wrapped(one: Option<Traced>, many: Vec<Traced>, boxed: Box<Traced>, batch: &Batch) {
+    let _ = (one, many, boxed, batch);
+    WRAPPED_RUNS.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn scenario_17_wrapped_and_nested_values_use_the_derived_impl() {
+    let t = |trace_id| Traced { order: 7, trace_id };
+    let batch = |trace_id| Batch {
+        first: Some(t(trace_id)),
+        rest: vec![t(trace_id), t(trace_id)],
+        boxed: Box::new(t(trace_id)),
+    };
+    // A retry with new trace ids is the same call: the body runs once.
+    submit_wrapped(Some(t(1)), vec![t(1)], Box::new(t(1)), &batch(1)).unwrap();
+    submit_wrapped(Some(t(2)), vec![t(2)], Box::new(t(2)), &batch(2)).unwrap();
+    assert_eq!(WRAPPED_RUNS.load(Ordering::SeqCst), 1);
+    // Wrapping keeps serde's shape: with nothing skipped the keys are the `Serialize` keys.
+    let plain = Named {
+        a: 1,
+        b: "b".into(),
+        c: None,
+        d: BTreeMap::new(),
+    };
+    let wrapped = Some(vec![Box::new(plain)]);
+    assert_eq!(via_normalize(&wrapped), via_serialize(&wrapped));
+    assert_eq!(via_normalize(&None::<Named>), via_serialize(&None::<Named>));
+    let array = [Newtype(1), Newtype(2)];
+    assert_eq!(via_normalize(&array), via_serialize(&array));
+    assert_eq!(via_normalize(&array[..]), via_serialize(&array[..]));
 }

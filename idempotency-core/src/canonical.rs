@@ -50,6 +50,9 @@
 //! - a `#[serde(flatten)]` field's own structure is merged into the outer map: a flattened
 //!   `Option` that is `None` and one that is `Some` of a struct whose fields are all skipped
 //!   present as nothing; an entry that moves from one flattened map to another presents alike.
+//!   A struct with a flattened field is presented as a map, where serde leaves no trace of a
+//!   field that `skip_serializing_if` skipped: `{ note: None, extra: {"note": "x"} }` and
+//!   `{ note: Some("x"), extra: {} }` present alike.
 //!
 //! Tag such enums (`#[serde(tag = "...")]` or the default external tagging) or write a
 //! [`NormalizeKey`](crate::NormalizeKey) impl when these values must have their own records.
@@ -147,7 +150,35 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
 ) -> Result<(), CanonicalError> {
-    value.serialize(&mut Canonical { out })
+    value.serialize(&mut Canonical { out, exact: false })
+}
+
+/// Encodes `value` as [`encode_into`] does, but without normalizing numbers: each integer and
+/// float keeps the width and sign serde presented it with (`5u8` and `5u64`, `1.5f32` and
+/// `1.5f64`, `0.0` and `-0.0` all differ; NaNs are still one value). Never hashed into a key:
+/// the replay check ([`crate::codec`]) compares a value with its decoded copy in this form, so
+/// that an untagged enum's `Big(5u64)` read back as `Small(5u8)` is a different value.
+pub(crate) fn encode_exact_into<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), CanonicalError> {
+    value.serialize(&mut Canonical { out, exact: true })
+}
+
+/// The width markers [`encode_exact_into`] writes before a number (never part of a key).
+mod width {
+    pub(super) const I8: u8 = 0x30;
+    pub(super) const I16: u8 = 0x31;
+    pub(super) const I32: u8 = 0x32;
+    pub(super) const I64: u8 = 0x33;
+    pub(super) const I128: u8 = 0x34;
+    pub(super) const U8: u8 = 0x35;
+    pub(super) const U16: u8 = 0x36;
+    pub(super) const U32: u8 = 0x37;
+    pub(super) const U64: u8 = 0x38;
+    pub(super) const U128: u8 = 0x39;
+    pub(super) const F32: u8 = 0x3a;
+    pub(super) const F64: u8 = 0x3b;
 }
 
 /// The canonical encoding of `value` (see the module docs), as hashed into idempotency keys and
@@ -186,6 +217,30 @@ pub(crate) fn write_field(out: &mut Vec<u8>, kind: u8, name: &str) {
 /// The canonical serializer (see the module docs for the rules).
 pub(crate) struct Canonical<'a> {
     pub(crate) out: &'a mut Vec<u8>,
+    /// Keep numbers' widths and the sign of zero ([`encode_exact_into`]).
+    pub(crate) exact: bool,
+}
+
+impl Canonical<'_> {
+    /// Writes a float: NaNs as one quiet NaN, and `-0.0` as `0.0` except in exact mode.
+    fn float(&mut self, v: f64) {
+        let bits = if v.is_nan() {
+            0x7ff8_0000_0000_0000_u64
+        } else if v == 0.0 && !self.exact {
+            0 // -0.0 == 0.0
+        } else {
+            v.to_bits()
+        };
+        self.out.push(tag::FLOAT);
+        self.out.extend_from_slice(&bits.to_le_bytes());
+    }
+
+    /// In exact mode, marks the width serde presented a number with.
+    fn width(&mut self, marker: u8) {
+        if self.exact {
+            self.out.push(marker);
+        }
+    }
 }
 
 /// Is the collection serde hands to `collect_seq` a set, whose order carries no meaning?
@@ -215,12 +270,14 @@ pub(crate) struct Sorted<'a> {
     bounds: Vec<(usize, usize, usize)>,
     entry_start: usize,
     key_end: Option<usize>,
+    exact: bool,
 }
 
 impl<'a> Sorted<'a> {
-    fn new(out: &'a mut Vec<u8>, open: u8) -> Self {
+    fn new(out: &'a mut Vec<u8>, open: u8, exact: bool) -> Self {
         out.push(open);
         Sorted {
+            exact,
             out,
             scratch: Vec::new(),
             bounds: Vec::new(),
@@ -232,6 +289,7 @@ impl<'a> Sorted<'a> {
     fn push_part<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), CanonicalError> {
         v.serialize(&mut Canonical {
             out: &mut self.scratch,
+            exact: self.exact,
         })
     }
 
@@ -280,36 +338,57 @@ impl<'a> ser::Serializer for &'a mut Canonical<'_> {
         Ok(())
     }
     fn serialize_i8(self, v: i8) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::I8);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_i16(self, v: i16) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::I16);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_i32(self, v: i32) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::I32);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_i64(self, v: i64) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::I64);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_i128(self, v: i128) -> Result<(), CanonicalError> {
+        self.width(width::I128);
         write_int(self.out, v);
         Ok(())
     }
     fn serialize_u8(self, v: u8) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::U8);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_u16(self, v: u16) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::U16);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_u32(self, v: u32) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::U32);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_u64(self, v: u64) -> Result<(), CanonicalError> {
-        self.serialize_i128(i128::from(v))
+        self.width(width::U64);
+        write_int(self.out, i128::from(v));
+        Ok(())
     }
     fn serialize_u128(self, v: u128) -> Result<(), CanonicalError> {
+        self.width(width::U128);
         match i128::try_from(v) {
-            Ok(v) => self.serialize_i128(v),
+            Ok(v) => {
+                write_int(self.out, v);
+                Ok(())
+            }
             Err(_) => {
                 self.out.push(tag::UINT_BIG);
                 write_varint_u128(self.out, v);
@@ -318,18 +397,13 @@ impl<'a> ser::Serializer for &'a mut Canonical<'_> {
         }
     }
     fn serialize_f32(self, v: f32) -> Result<(), CanonicalError> {
-        self.serialize_f64(f64::from(v))
+        self.width(width::F32);
+        self.float(f64::from(v));
+        Ok(())
     }
     fn serialize_f64(self, v: f64) -> Result<(), CanonicalError> {
-        let bits = if v.is_nan() {
-            0x7ff8_0000_0000_0000_u64
-        } else if v == 0.0 {
-            0 // -0.0 == 0.0
-        } else {
-            v.to_bits()
-        };
-        self.out.push(tag::FLOAT);
-        self.out.extend_from_slice(&bits.to_le_bytes());
+        self.width(width::F64);
+        self.float(v);
         Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), CanonicalError> {
@@ -402,7 +476,7 @@ impl<'a> ser::Serializer for &'a mut Canonical<'_> {
         I::Item: Serialize,
     {
         if is_set_type::<I>() {
-            let mut sorted = Sorted::new(self.out, tag::SET);
+            let mut sorted = Sorted::new(self.out, tag::SET, self.exact);
             for item in iter {
                 sorted.push_part(&item)?;
                 sorted.close_entry();
@@ -442,7 +516,7 @@ impl<'a> ser::Serializer for &'a mut Canonical<'_> {
         Ok(self)
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Sorted<'a>, CanonicalError> {
-        Ok(Sorted::new(self.out, tag::MAP))
+        Ok(Sorted::new(self.out, tag::MAP, self.exact))
     }
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Self, CanonicalError> {
         self.out.push(tag::STRUCT);

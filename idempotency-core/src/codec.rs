@@ -10,10 +10,14 @@
 //! they hash the canonical encoding of [`canonical`](crate::canonical).
 //!
 //! A few values still cannot be replayed by any self-describing format that serde drives:
-//! `Some(None)` and `Some(())` encode as `null`, exactly like `None`. [`retain`] finds every such
-//! loss before the value is stored, by decoding the bytes back as the caller's type and
-//! comparing the two values; the value is then "not retained" rather than a `Success` that
-//! replays something else.
+//! `Some(None)` and `Some(())` encode as `null`, exactly like `None`, and an untagged enum's
+//! `Big(5u64)` encodes as the number 5, which decodes as an earlier `Small(u8)` variant.
+//! [`retain`] finds such a loss before the value is stored, by decoding the bytes back as the
+//! caller's type and comparing the two values as serde presents them, numbers with their width;
+//! the value is then "not retained" rather than a `Success` that replays something else. What no
+//! serializer sees, no check can find: the variants of an `#[serde(untagged)]` enum that serde
+//! presents with the very same calls (two unit variants, two struct variants with the same
+//! fields) replay as the first one that decodes. Tag such enums in results.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -55,9 +59,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// The reason the value cannot be stored: it fails to serialize, is over `max` bytes, does not
 /// decode as `T`, or decodes as a different value.
 ///
-/// "The same value" compares the canonical encodings of the value and of its decoded copy (the
-/// encoder keys hash, [`canonical`](crate::canonical)): every value serde presents, `None` apart
-/// from `Some(None)`, integers apart from floats, maps and sets (`HashMap`, `HashSet`) in any
+/// /// "The same value" compares the exact canonical encodings of the value and of its decoded copy
+/// (the encoder keys hash, [`canonical`](crate::canonical), with numbers keeping their width and
+/// the sign of zero): every value serde presents, `None` apart from `Some(None)`, `5u8` apart
+/// from `5u64`, integers apart from floats, maps and sets (`HashMap`, `HashSet`) in any
 /// iteration order, so two equal hash maps with different hashers still compare equal. Byte
 /// equality of two CBOR encodings would refuse those; a decode check alone would accept an
 /// untagged enum that decodes as another variant, or a `Some(None)` that decodes as `None`.
@@ -74,7 +79,7 @@ pub fn retain<T: Serialize + DeserializeOwned>(value: &T, max: usize) -> Result<
     })?;
     let canonical = |v: &T| {
         let mut out = Vec::new();
-        crate::canonical::encode_into(&mut out, v).map(|()| out)
+        crate::canonical::encode_exact_into(&mut out, v).map(|()| out)
     };
     match (canonical(value), canonical(&back)) {
         (Ok(a), Ok(b)) if a == b => Ok(bytes),
@@ -125,6 +130,45 @@ mod tests {
         let set: std::collections::HashSet<String> = (0..64).map(|i| i.to_string()).collect();
         assert!(retain(&map, usize::MAX).is_ok());
         assert!(retain(&set, usize::MAX).is_ok());
+    }
+
+    #[test]
+    fn untagged_variants_that_differ_only_in_number_width_are_refused() {
+        #[derive(Serialize, Deserialize)]
+        #[serde(untagged)]
+        enum Width {
+            Small(u8),
+            Big(u64),
+        }
+        // `Big(5)` encodes as the integer 5, which decodes as `Small(5)`: the keys' canonical
+        // encoding normalizes integer widths, so comparing it would accept the wrong variant.
+        assert!(retain(&Width::Big(5), usize::MAX).is_err());
+        assert!(retain(&Width::Small(5), usize::MAX).is_ok());
+        assert!(retain(&Width::Big(300), usize::MAX).is_ok());
+        #[derive(Serialize, Deserialize)]
+        #[serde(untagged)]
+        enum Float {
+            Single(f32),
+            Double(f64),
+        }
+        assert!(retain(&Float::Double(1.5), usize::MAX).is_err());
+        assert!(retain(&Float::Single(1.5), usize::MAX).is_ok());
+        #[derive(Serialize, Deserialize)]
+        #[serde(untagged)]
+        enum Signed {
+            Unsigned(u32),
+            Signed(i64),
+        }
+        assert!(retain(&Signed::Signed(7), usize::MAX).is_err());
+        assert!(retain(&Signed::Signed(-7), usize::MAX).is_ok());
+    }
+
+    #[test]
+    fn negative_zero_replays_with_its_sign() {
+        let bytes = retain(&-0.0_f64, usize::MAX).unwrap();
+        assert!(decode::<f64>(&bytes).unwrap().is_sign_negative());
+        let bytes = retain(&-0.0_f32, usize::MAX).unwrap();
+        assert!(decode::<f32>(&bytes).unwrap().is_sign_negative());
     }
 
     #[test]

@@ -132,15 +132,6 @@ fn cause_chain(e: &Error) -> Vec<String> {
     out
 }
 
-/// Discards what postcard writes: only the walk over the value matters.
-struct Sink;
-
-impl Extend<u8> for Sink {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
-        iter.into_iter().for_each(drop);
-    }
-}
-
 impl Error {
     /// Whether serializing `value` serializes an [`Error`] somewhere inside it: a user's error
     /// such as `PaymentError::Idempotency(InProgress)` that carries a framework error.
@@ -151,8 +142,10 @@ impl Error {
     /// reaching the error counts as not carrying one.
     pub fn is_carried_by<V: Serialize + ?Sized>(value: &V) -> bool {
         let before = SERIALIZED.with(|seen| seen.replace(false));
-        // Only the walk matters; an error simply ends it early.
-        let _ = postcard::to_extend(value, Sink);
+        // Only the walk matters; an error simply ends it early. The canonical encoder walks
+        // every shape serde presents, maps and sequences of unknown length (`flatten`) included,
+        // where postcard stops at the first one.
+        let _ = crate::canonical::to_bytes(value);
         SERIALIZED.with(|seen| seen.replace(before || seen.get()))
     }
 }

@@ -67,10 +67,11 @@ const _: () = assert!(
 /// SEMANTICS.md):
 ///
 /// 1. **operation identity**: the operation name (by default the function's full path, including
-///    its `impl` type and trait) and the Rust type names ([`std::any::type_name`]) of its
-///    parameters, its result, `Self` and its generic arguments, so instantiations of a generic
-///    function and same-named methods of different types never share a record. A pinned
-///    `name = "..."` replaces the path; the type names still count;
+///    its `impl` type and trait) and, for a generic function or a method of a generic type or
+///    trait impl, the Rust type names ([`std::any::type_name`]) of its generic arguments and
+///    `Self`, so instantiations of a generic function and same-named methods of different types
+///    never share a record. A pinned `name = "..."` replaces the path; the generic arguments
+///    still count. A non-generic function's parameter and result types are not hashed;
 /// 2. **the argument values as serde presents them**, canonically encoded: values, the names of
 ///    structs, fields, enums and variants, and every field serde skipped; only integer width,
 ///    `f32`/`f64`, `-0.0`, NaN payloads and map and set order are normalized away. A value that
@@ -82,7 +83,8 @@ const _: () = assert!(
 ///
 /// Renaming a local variable or a parameter, reordering map or set insertions, and moving the
 /// function when `name` is set keep keys. Renaming a struct field, type or variant (as serde
-/// presents it), changing a parameter's or the result's type, serde attributes that change the
+/// presents it), changing a parameter's type so that its values encode differently (the result's
+/// type is not part of the key: bump the version), serde attributes that change the
 /// presentation, the version, the scope and the key format version change them. The canonical
 /// encoding is pinned by golden vectors and does not depend on the compiler; `type_name` output
 /// is not guaranteed across compiler versions, so a toolchain upgrade may change macro-derived
@@ -574,6 +576,65 @@ pub trait NormalizeKey {
 }
 
 impl<T: NormalizeKey + ?Sized> NormalizeKey for &T {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        (**self).normalize_key(w)
+    }
+}
+
+// Containers carry their elements' identity: an `Option`, `Vec`, slice, array or `Box` of a
+// type with a `NormalizeKey` impl is written with serde's shape for the container (so a type
+// that skips nothing keeps its `Serialize` key) and each element through its own impl (so a
+// skipped trace id stays out of the key when the value is wrapped or nested).
+
+/// As serde writes an `Option`: `None`, or `Some` and the value.
+impl<T: NormalizeKey> NormalizeKey for Option<T> {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        match self {
+            None => {
+                w.out.push(tag::NONE);
+                Ok(())
+            }
+            Some(v) => {
+                w.out.push(tag::SOME);
+                v.normalize_key(w)
+            }
+        }
+    }
+}
+
+/// As serde writes a slice (and a `Vec`): a sequence of the elements.
+impl<T: NormalizeKey> NormalizeKey for [T] {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        w.out.push(tag::SEQ);
+        for v in self {
+            v.normalize_key(w)?;
+        }
+        w.end();
+        Ok(())
+    }
+}
+
+/// As serde writes a `Vec`: a sequence of the elements.
+impl<T: NormalizeKey> NormalizeKey for Vec<T> {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        self.as_slice().normalize_key(w)
+    }
+}
+
+/// As serde writes an array: a tuple of the elements.
+impl<T: NormalizeKey, const N: usize> NormalizeKey for [T; N] {
+    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
+        w.out.push(tag::TUPLE);
+        for v in self {
+            v.normalize_key(w)?;
+        }
+        w.end();
+        Ok(())
+    }
+}
+
+/// As serde writes a `Box`: the value itself.
+impl<T: NormalizeKey + ?Sized> NormalizeKey for Box<T> {
     fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
         (**self).normalize_key(w)
     }

@@ -612,7 +612,10 @@ impl IdempotencyManager {
     /// Runs a fallible `f` under `call`'s key: `Ok` values are stored for the TTL; `Err` values
     /// are stored as `Failed` records for the failure TTL and replayed as `Err` (unless failures
     /// are not cached, which releases the claim so the next call runs again). A value or error
-    /// that would not replay exactly is not retained, as in [`execute`](Self::execute).
+    /// that would not replay exactly is not retained, as in [`execute`](Self::execute). An `Err`
+    /// of a body in which a nested idempotent call (on any manager, polled within the body, not
+    /// in a task it spawns) failed with a framework error (a conflict, an outage) is never
+    /// stored either: the next call runs again (SEMANTICS.md scenario 8).
     ///
     /// # Errors
     /// As [`execute`](Self::execute). The function's own `Err` is not an error here: it is the
@@ -744,6 +747,25 @@ impl IdempotencyManager {
     }
 
     async fn run<R, F, Fut>(&self, call: &Call, f: F, codec: Codec<R>) -> Result<Outcome<R>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = R>,
+    {
+        let outcome = self.run_unmarked(call, f, codec).await;
+        if outcome.is_err() {
+            // A framework error inside another function's body: that body's failure is not
+            // stored (see `run_claimed`).
+            rt::framework_error_seen();
+        }
+        outcome
+    }
+
+    async fn run_unmarked<R, F, Fut>(
+        &self,
+        call: &Call,
+        f: F,
+        codec: Codec<R>,
+    ) -> Result<Outcome<R>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = R>,
@@ -942,7 +964,12 @@ impl IdempotencyManager {
         Fut: Future<Output = R>,
     {
         let storage = &self.inner.storage;
-        let run = CatchUnwind(Box::pin(async move { f().await })).await;
+        let nested_framework_error = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run = CatchUnwind(Box::pin(rt::InBody {
+            fut: Box::pin(async move { f().await }),
+            flag: Arc::clone(&nested_framework_error),
+        }))
+        .await;
         let value = match run {
             Ok(v) => v,
             Err(panic) => {
@@ -990,6 +1017,17 @@ impl IdempotencyManager {
                     .step(Step::Released, &call.key, Some(&lease.owner));
                 std::panic::resume_unwind(panic);
             }
+        };
+        // A failure of a body in which a nested idempotent call failed with a framework error
+        // (a conflict, an outage, converted by `?` into an error type that cannot carry it, so
+        // `Error::is_carried_by` cannot see it) is not the function's outcome: never stored.
+        let disposition = match disposition {
+            Disposition::Failure(_)
+                if nested_framework_error.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Disposition::Release
+            }
+            d => d,
         };
         match disposition {
             Disposition::Success(bytes) => {

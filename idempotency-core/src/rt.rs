@@ -176,6 +176,49 @@ impl<F: Future> Future for CatchUnwind<F> {
     }
 }
 
+thread_local! {
+    /// The flag of the function body being polled on this thread, if any ([`InBody`]).
+    static CURRENT_BODY: std::cell::RefCell<Option<Arc<std::sync::atomic::AtomicBool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Polls a function body with its flag as this thread's current body, so that an idempotent
+/// call nested in the body that fails with a framework error ([`framework_error_seen`]) marks
+/// the body: its own failure is then not its outcome (a conflict, an outage) and is never
+/// stored. A nested call in a task the body spawns is polled elsewhere and is not seen.
+pub(crate) struct InBody<F> {
+    pub(crate) fut: Pin<Box<F>>,
+    pub(crate) flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<F: Future> Future for InBody<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let outer = CURRENT_BODY.with(|c| c.replace(Some(Arc::clone(&this.flag))));
+        // Restored even when the body panics (the panic is caught further out).
+        struct Restore(Option<Arc<std::sync::atomic::AtomicBool>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let outer = self.0.take();
+                CURRENT_BODY.with(|c| *c.borrow_mut() = outer);
+            }
+        }
+        let _restore = Restore(outer);
+        this.fut.as_mut().poll(cx)
+    }
+}
+
+/// Marks the body being polled on this thread (if any): an idempotent call inside it failed
+/// with a framework error.
+pub(crate) fn framework_error_seen() {
+    CURRENT_BODY.with(|c| {
+        if let Some(flag) = &*c.borrow() {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,6 +148,38 @@ fn issue_13_is_carried_by_finds_the_error_anywhere_in_a_value() {
     assert!(Error::is_carried_by(&Outer));
 }
 
+/// Shapes whose serialization has no length up front (`#[serde(flatten)]` makes a struct a map
+/// of unknown length; an iterator without an exact size hint is a sequence of unknown length)
+/// still show the error they carry, so it is never stored as the function's failure.
+#[test]
+fn issue_13_is_carried_by_sees_through_flatten_and_unsized_sequences() {
+    #[derive(Serialize)]
+    struct Context {
+        request: String,
+    }
+    #[derive(Serialize)]
+    struct ApiError {
+        #[serde(flatten)]
+        context: Context,
+        cause: Option<Error>,
+    }
+    let e = ApiError {
+        context: Context {
+            request: "r-1".into(),
+        },
+        cause: Some(Error::InvalidKey { reason: "empty" }),
+    };
+    assert!(Error::is_carried_by(&e));
+    struct Unsized;
+    impl Serialize for Unsized {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let errors = [Error::InvalidKey { reason: "x" }];
+            s.collect_seq(errors.iter().filter(|_| true))
+        }
+    }
+    assert!(Error::is_carried_by(&Unsized));
+}
+
 #[test]
 fn issue_13_io_error_and_string_carry_the_error() {
     let e: std::io::Error = Error::InProgress {

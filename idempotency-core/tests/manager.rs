@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use idempotency_core::testing::FlakyStorage;
 use idempotency_core::{
-    Call, Claim, ClaimRequest, ErrorKind, IdempotencyKey, IdempotencyManager, ManualClock,
-    MemoryStorage, RecordStatus, Result, Storage, StoreErrorPolicy, Timestamp,
+    block_on, Begin, Call, Claim, ClaimRequest, ErrorKind, IdempotencyKey, IdempotencyManager,
+    ManualClock, MemoryStorage, RecordStatus, Result, Storage, StoreErrorPolicy, Timestamp,
 };
 use uuid::Uuid;
 
@@ -457,4 +457,39 @@ fn scenario_8_a_failed_release_still_returns_the_callers_own_error() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(o.value, Err("timeout".to_string()));
     assert_eq!(m.stats().store_errors, 1);
+}
+
+/// A failure of a body in which a nested idempotent call failed with a framework error (here a
+/// conflict, turned by the body into its own error value) is not stored: the next call runs
+/// again (scenario 8), through the async API too.
+#[test]
+fn scenario_08_a_failure_after_a_nested_framework_error_is_not_cached() {
+    let m = IdempotencyManager::new(MemoryStorage::new());
+    let inner = call("nested-inner");
+    let outer = call("nested-outer");
+    let Begin::Acquired(held) = block_on(m.begin_operation(&inner)).unwrap() else {
+        panic!("the inner key is free");
+    };
+    let runs = AtomicUsize::new(0);
+    let body = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        match m.execute(&inner, || async { 1_u32 }).await {
+            Ok(o) => Ok(o.value),
+            Err(e) => Err(format!("nested: {}", e.kind().as_str())),
+        }
+    };
+    let first = block_on(m.try_execute(&outer, body)).unwrap();
+    assert_eq!(first.value, Err("nested: in_progress".to_owned()));
+    assert!(!first.is_retained(), "{:?}", first.provenance);
+    assert!(block_on(m.release_operation(&held)).unwrap());
+    let second = block_on(m.try_execute(&outer, body)).unwrap();
+    assert_eq!(second.value, Ok(1));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // A body's own failure, with no nested framework error, is still cached (scenario 7).
+    let own = call("own-failure");
+    let fail = || async { Err::<u32, String>("declined".to_owned()) };
+    assert!(block_on(m.try_execute(&own, fail)).unwrap().is_retained());
+    let again = block_on(m.try_execute(&own, || async { Ok::<u32, String>(5) })).unwrap();
+    assert_eq!(again.value, Err("declined".to_owned()));
+    assert!(again.is_replayed());
 }

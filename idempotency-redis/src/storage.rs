@@ -502,7 +502,8 @@ impl RedisStorage {
 
     /// Decodes a stored value (`times`: its resolved `created` and `until`, when a script
     /// resolved them). A value that is not in this store's layout reads as what
-    /// [`Record::decode`] makes of it: corrupt, or incompatible (another format version).
+    /// [`Record::decode`] makes of it: corrupt, or incompatible (another format version); one
+    /// that holds another key's record is corrupt.
     fn decode(
         &self,
         key: &IdempotencyKey,
@@ -510,7 +511,20 @@ impl RedisStorage {
         times: Option<(u64, u64)>,
     ) -> Result<Record> {
         match scripts::record_bytes(value, times) {
-            Some(bytes) => Record::decode_at(&bytes, || self.location(key)),
+            Some(bytes) => {
+                let record = Record::decode_at(&bytes, || self.location(key))?;
+                if record.key != *key {
+                    // Copied or restored under another key: never this call's record.
+                    return Err(Error::CorruptRecord {
+                        key: self.location(key),
+                        reason: format!(
+                            "the value holds the record of another key (`{}`)",
+                            record.key
+                        ),
+                    });
+                }
+                Ok(record)
+            }
             None => {
                 Record::decode_at(value, || self.location(key))?;
                 Err(self.not_a_record(key))

@@ -934,3 +934,84 @@ fn scenario_18_receiver_in_the_key_with_include_self_and_out_with_include_self_f
     assert_eq!(Billing { fee: 100 }.charge_any(&m, 1).unwrap(), 6);
     assert_eq!(BILLED.load(Ordering::SeqCst), 3);
 }
+
+static BLOCKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Two functions of one name in two blocks of one function (or two closures) have the same
+/// path as the compiler prints it, so the same default operation name: the second must never
+/// replay the first's record. It is refused with an error that names the fix.
+#[test]
+fn scenario_18_same_named_functions_in_two_blocks_never_share_a_record() {
+    let m = memory();
+    let first = {
+        #[idempotent(manager = m)]
+        fn lookup(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+            BLOCKS.fetch_add(1, Ordering::SeqCst);
+            format!("first-{id}")
+        }
+        (lookup(&m, 1), lookup(&m, 1))
+    };
+    let second = {
+        #[idempotent(manager = m)]
+        fn lookup(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+            BLOCKS.fetch_add(1, Ordering::SeqCst);
+            format!("second-{id}")
+        }
+        lookup(&m, 1)
+    };
+    assert_eq!(first.0.unwrap(), "first-1");
+    assert_eq!(first.1.unwrap(), "first-1");
+    let err = second.expect_err("the second function must not get the first's result");
+    assert_eq!(err.kind(), ErrorKind::InvalidKey);
+    assert!(err.to_string().contains("name = "), "{err}");
+    assert_eq!(BLOCKS.load(Ordering::SeqCst), 1);
+    // A pinned name is the user's choice of identity, and is honoured.
+    let pinned = {
+        #[idempotent(manager = m, name = "blocks::pinned")]
+        fn lookup(#[idempotency(skip)] m: &IdempotencyManager, id: u64) -> String {
+            format!("pinned-{id}")
+        }
+        lookup(&m, 1)
+    };
+    assert_eq!(pinned.unwrap(), "pinned-1");
+}
+
+static STR_INNER: AtomicUsize = AtomicUsize::new(0);
+static STR_OUTER: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(manager = m)]
+fn str_inner(#[idempotency(skip)] m: &IdempotencyManager, n: u64) -> Result<u64, String> {
+    STR_INNER.fetch_add(1, Ordering::SeqCst);
+    Ok(n)
+}
+
+#[idempotent(manager = m)]
+fn str_outer(#[idempotency(skip)] m: &IdempotencyManager, n: u64) -> Result<u64, String> {
+    STR_OUTER.fetch_add(1, Ordering::SeqCst);
+    // `?` turns a nested call's framework error into a plain `String`.
+    let v = str_inner(m, n)?;
+    Ok(v + 1)
+}
+
+/// A nested call's conflict, converted by `?` into an error type that cannot hold an
+/// `idempotency::Error` (`String`, a user's `Idempotency(String)` variant), is not the outer
+/// function's outcome: it is never stored, and the next call runs again.
+#[test]
+fn scenario_08_a_nested_framework_error_turned_into_a_string_is_not_cached() {
+    let m = memory();
+    let mut enc = idempotency::KeyEncoder::new(concat!(module_path!(), "::str_inner"), 1);
+    enc.arg(&1_u64);
+    let call = idempotency::Call::new(enc.finish().unwrap());
+    let idempotency::Begin::Acquired(held) =
+        idempotency::block_on(m.begin_operation(&call)).unwrap()
+    else {
+        panic!("the inner key is free");
+    };
+    let first = str_outer(&m, 1).unwrap_err();
+    assert!(first.contains("in progress"), "{first}");
+    assert_eq!(STR_OUTER.load(Ordering::SeqCst), 1);
+    assert!(idempotency::block_on(m.release_operation(&held)).unwrap());
+    assert_eq!(str_outer(&m, 1), Ok(2), "the conflict was not cached");
+    assert_eq!(STR_OUTER.load(Ordering::SeqCst), 2);
+    assert_eq!(STR_INNER.load(Ordering::SeqCst), 1);
+}

@@ -157,3 +157,41 @@ async fn scenario_26_layout_value_with_garbage_numbers_is_corrupt() {
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }
+
+/// A value that holds another key's record (copied by an operator, restored from a backup under
+/// another key) is a corrupt record for this key: never replayed as this call's result (the file
+/// store checks the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_26_a_value_holding_another_keys_record_is_corrupt() {
+    let Some(h) = RedisHarness::new() else { return };
+    let mut conn = h.target.sync_connection();
+    let m = IdempotencyManager::new(h.store.clone());
+    let a = Call::new(IdempotencyKey::derive("redis::s26-moved", 1, &"a").unwrap());
+    let b = Call::new(IdempotencyKey::derive("redis::s26-moved", 1, &"b").unwrap());
+    let first = m
+        .execute(&a, || async { "result of a".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(first.value, "result of a");
+    let _: i64 = redis::cmd("COPY")
+        .arg(h.store.record_key(&a.key))
+        .arg(h.store.record_key(&b.key))
+        .query(&mut conn)
+        .unwrap();
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let r = m
+        .execute(&b, || async {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            "result of b".to_owned()
+        })
+        .await;
+    let kind = r.as_ref().err().map(|e| e.kind());
+    assert_eq!(kind, Some(idempotency::ErrorKind::CorruptRecord), "{r:?}");
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let read = h.store.get(&b.key).await;
+    assert_eq!(
+        read.as_ref().err().map(|e| e.kind()),
+        Some(idempotency::ErrorKind::CorruptRecord),
+        "{read:?}"
+    );
+}

@@ -15,7 +15,7 @@
 //!             __idempotency_op.identify(&mut __idempotency_enc, true);
 //!             if let Some(k) = override_key(&__idempotency_override) { __idempotency_enc.custom_key(k); }
 //!             /* write `order` through NormalizeKey or Serialize */
-//!             __idempotency_op.check()?; // (as a `match`)
+//!             __idempotency_op.check_site(&SITE, true)?; // (as a `match`; SITE: a `static` of this expansion)
 //!             finish_call(__idempotency_enc, &__idempotency_override, CallOptions { ttl: Some(60 s), .. })
 //!         };
 //!         /* StoredFailures if PayError serializes, TransientFailures if not (see `failures`) */
@@ -110,6 +110,7 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     };
     let operation = quote! {
         fn __idempotency_fn() {}
+        static __IDEMPOTENCY_SITE: #p::Site = #p::Site::new();
         let __idempotency_op = #p::Operation::new(
             ::core::any::type_name_of_val(&__idempotency_fn),
             ::core::any::type_name_of_val(&|| {}),
@@ -178,7 +179,7 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
             #custom
             #receiver
             #(#writes)*
-            match __idempotency_op.check() {
+            match __idempotency_op.check_site(&__IDEMPOTENCY_SITE, #default_name) {
                 #p::Result::Ok(()) => #p::finish_call(__idempotency_enc, &__idempotency_override, #options),
                 #p::Result::Err(__idempotency_e) => #p::Result::Err(__idempotency_e),
             }
