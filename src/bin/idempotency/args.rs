@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::select::Selector;
+
 /// Inspect and repair an idempotency store: list, show and delete records, purge expired ones,
 /// count them, and find (and remove) unreadable ones.
 ///
@@ -37,16 +39,35 @@ pub(crate) struct Global {
 pub(crate) enum Command {
     /// List records (and unreadable entries), a store page at a time.
     List(ListArgs),
-    /// Show one record: status, times, TTL, holder, fingerprint, result size, error kind.
+    /// Print the idempotency key of a call, from its operation name and its custom key or
+    /// arguments (`--args-json`, `--value-json`), scope and version.
+    Key {
+        #[command(flatten)]
+        select: Selector,
+    },
+    /// Show one record: status, times, TTL, holder, fingerprint, the encoding and size of the
+    /// stored value, the stored value or error decoded (at most 4 KiB unless `--full`).
     Show {
-        /// The idempotency key (`operation:32 hex`, as `list` prints it).
-        key: String,
+        /// The idempotency key (`operation:32 hex`, as `list` prints it); or use the selectors.
+        #[arg(required_unless_present = "operation", conflicts_with = "operation")]
+        key: Option<String>,
+        #[command(flatten)]
+        select: Selector,
+        /// Write the stored result bytes (CBOR) to stdout, nothing else.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+        /// Print the whole decoded value, however long.
+        #[arg(long)]
+        full: bool,
     },
     /// Delete one record. A live `Pending` record (a call running now) is refused unless
     /// `--force`.
     Delete {
-        /// The idempotency key.
-        key: String,
+        /// The idempotency key; or use the selectors.
+        #[arg(required_unless_present = "operation", conflicts_with = "operation")]
+        key: Option<String>,
+        #[command(flatten)]
+        select: Selector,
         /// Also delete a live `Pending` record (its holder's result will be refused).
         #[arg(long)]
         force: bool,
