@@ -47,20 +47,32 @@ pub(crate) struct Selector {
     #[arg(long, value_name = "NAME")]
     pub(crate) operation: Option<String>,
     /// The caller-supplied idempotency key (Stripe style) the call used.
-    #[arg(long, value_name = "K", requires = "operation")]
+    #[arg(long, value_name = "K", requires = "operation", allow_hyphen_values = true)]
     pub(crate) custom_key: Option<String>,
     /// The call's key arguments as a JSON array, in parameter order (see README_CLI.md for how
     /// JSON maps to Rust values). With `--custom-key`, they only form the fingerprint.
-    #[arg(long, value_name = "JSON", requires = "operation", conflicts_with = "value_json")]
+    #[arg(
+        long,
+        value_name = "JSON",
+        requires = "operation",
+        conflicts_with = "value_json",
+        allow_hyphen_values = true
+    )]
     pub(crate) args_json: Option<String>,
     /// The one value given to `IdempotencyKey::derive(operation, version, &value)`, as JSON.
-    #[arg(long, value_name = "JSON", requires = "operation")]
+    #[arg(long, value_name = "JSON", requires = "operation", allow_hyphen_values = true)]
     pub(crate) value_json: Option<String>,
     /// The call's scope (tenant, org, user) as a string.
-    #[arg(long, value_name = "S", requires = "operation", conflicts_with = "scope_json")]
+    #[arg(
+        long,
+        value_name = "S",
+        requires = "operation",
+        conflicts_with = "scope_json",
+        allow_hyphen_values = true
+    )]
     pub(crate) scope: Option<String>,
     /// The call's scope as JSON, when it is not a string (`--scope-json 42`).
-    #[arg(long, value_name = "JSON", requires = "operation")]
+    #[arg(long, value_name = "JSON", requires = "operation", allow_hyphen_values = true)]
     pub(crate) scope_json: Option<String>,
     /// The operation's version (`#[idempotent(version = N)]`).
     #[arg(long, value_name = "V", default_value_t = 1, requires = "operation")]
