@@ -1180,3 +1180,192 @@ fn lease_boundary_is_one_rule_for_takeover_list_delete_and_purge_on_the_file_sto
         assert_eq!(taken, ended, "takeover at {ms}");
     }
 }
+
+/// Redis's clock, in ms since the Unix epoch (`TIME`).
+fn redis_now_ms(conn: &mut idempotency::redis::redis::Connection) -> u64 {
+    let (secs, micros): (u64, u64) = idempotency::redis::redis::cmd("TIME")
+        .query(conn)
+        .unwrap();
+    secs * 1000 + micros / 1000
+}
+
+#[test]
+fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen() {
+    use idempotency::RedisStorage;
+
+    let test = "redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen";
+    let Some(target) = harness::Target::get(test) else {
+        return;
+    };
+    let prefix = harness::unique_prefix(test);
+    let store = RedisStorage::builder(target.url.clone())
+        .prefix(prefix.clone())
+        .open()
+        .unwrap();
+    let manager = IdempotencyManager::new(store.clone());
+    let op = "shop::Orders::place";
+    let mut enc = KeyEncoder::new(op, 1);
+    enc.scope(&"tenant-7").custom_key("order-42").arg(&42_u64);
+    let custom = idempotency::Call::new(enc.finish().unwrap());
+    manager
+        .execute_sync(&custom, || vec![1_u32, 2])
+        .unwrap();
+    let lines: BTreeMap<String, Vec<i64>> = [("sku-1".into(), vec![2, -1])].into();
+    let mut enc = KeyEncoder::new("billing::charge", 2);
+    enc.scope(&"tenant-7").arg(&7_u64).arg(&lines).arg(&None::<String>);
+    let derived = idempotency::Call::new(enc.finish().unwrap());
+    manager.execute_sync(&derived, || "charged".to_owned()).unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let run_in = |prefix: &str, args: &[&str]| {
+        let mut all = vec!["--store", target.url.as_str(), "--redis-prefix", prefix];
+        all.extend_from_slice(args);
+        cli(tmp.path(), &all, &[])
+    };
+    let run = |args: &[&str]| run_in(&prefix, args);
+
+    let by_custom = run(&[
+        "show",
+        "--operation",
+        op,
+        "--custom-key",
+        "order-42",
+        "--scope",
+        "tenant-7",
+        "--json",
+    ]);
+    assert_eq!(by_custom.code, 0, "{}", by_custom.stderr);
+    let v = by_custom.json();
+    assert_eq!(v["key"], custom.key.as_str());
+    assert_eq!(v["result"], "[1, 2]");
+    // Without the scope it is another key.
+    let unscoped = run(&["show", "--operation", op, "--custom-key", "order-42"]);
+    assert_eq!(unscoped.code, 4);
+
+    let by_args = [
+        "--operation",
+        "billing::charge",
+        "--version",
+        "2",
+        "--scope",
+        "tenant-7",
+        "--args-json",
+        r#"[7, {"sku-1": [2, -1]}, null]"#,
+    ];
+    let mut show = vec!["show"];
+    show.extend_from_slice(&by_args);
+    show.push("--json");
+    let v = run(&show).json();
+    assert_eq!(v["key"], derived.key.as_str());
+    assert_eq!(v["result"], r#""charged""#);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
+        .args(["--store", &target.url, "--redis-prefix", &prefix, "show", "--raw"])
+        .args(by_args)
+        .output()
+        .unwrap();
+    let stored = block_on(store.get(&derived.key)).unwrap().unwrap().record.result;
+    assert_eq!(out.stdout, stored);
+    let mut delete = vec!["delete"];
+    delete.extend_from_slice(&by_args);
+    assert_eq!(run(&delete).code, 0);
+    assert!(block_on(store.get(&derived.key)).unwrap().is_none());
+
+    // A prefix with no records: a note names the prefixes a bounded SCAN saw.
+    let empty = run_in("no-such-prefix:", &["list"]);
+    assert_eq!(empty.code, 0, "{}", empty.stderr);
+    assert!(empty.stdout.ends_with("0 entries\n"), "{}", empty.stdout);
+    assert!(
+        empty.stderr.contains("no records under the Redis prefix `no-such-prefix:`")
+            && empty.stderr.contains(&format!("`{prefix}`")),
+        "{}",
+        empty.stderr
+    );
+    let stats = run_in("no-such-prefix:", &["stats"]);
+    assert!(stats.stderr.contains(&format!("`{prefix}`")), "{}", stats.stderr);
+    // A prefix with records: no note.
+    assert!(!run(&["list"]).stderr.contains("note:"));
+
+    let mut conn = target.sync_connection();
+    harness::cleanup(&mut conn, &prefix);
+}
+
+/// The lease boundary on Redis, whose clock cannot be injected: a `Pending` record whose lease
+/// deadline Redis's own clock has reached (`now >= deadline`) is over for takeover, `list
+/// --status` and `delete`, and one whose deadline is ahead is live for all three. (Redis
+/// removes records itself when their key expires, so `purge-expired` removes nothing there.)
+#[test]
+fn redis_lease_boundary_is_one_rule_for_takeover_list_and_delete() {
+    use idempotency::RedisStorage;
+
+    let test = "redis_lease_boundary_is_one_rule_for_takeover_list_and_delete";
+    let Some(target) = harness::Target::get(test) else {
+        return;
+    };
+    let prefix = harness::unique_prefix(test);
+    let store = RedisStorage::builder(target.url.clone())
+        .prefix(prefix.clone())
+        .open()
+        .unwrap();
+    let mut conn = target.sync_connection();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--store", target.url.as_str(), "--redis-prefix", &prefix];
+        all.extend_from_slice(args);
+        cli(tmp.path(), &all, &[])
+    };
+    let listed = |status: &str, key: &DerivedKey| {
+        keys_of(&run(&["list", "--status", status, "--json"]).json()["items"])
+            .contains(&key.key.to_string())
+    };
+    let ended: Vec<DerivedKey> = ["ended-1", "ended-2"]
+        .iter()
+        .map(|a| derive("billing::charge", a))
+        .collect();
+    let mut deadline = 0;
+    for k in &ended {
+        let req = ClaimRequest {
+            execution_id: uuid::Uuid::new_v4(),
+            fingerprint: k.fingerprint,
+            lease: Duration::from_millis(1),
+            refresh: false,
+        };
+        match block_on(store.try_claim(&k.key, &req)).unwrap() {
+            Claim::Acquired { lease_until, .. } => deadline = deadline.max(lease_until.as_millis()),
+            other => panic!("{other:?}"),
+        }
+    }
+    let live = derive("billing::charge", "live");
+    claim(&store, &live, HOUR);
+    // Wait for Redis's clock to reach the deadline (its own clock; none to inject).
+    while redis_now_ms(&mut conn) < deadline {
+        std::thread::yield_now();
+    }
+
+    assert!(listed("expired", &ended[0]) && !listed("pending", &ended[0]));
+    assert!(listed("pending", &live) && !listed("expired", &live));
+    assert_eq!(
+        run(&["show", ended[0].key.as_str(), "--json"]).json()["status"],
+        "expired"
+    );
+    let d = run(&["delete", ended[0].key.as_str()]);
+    assert_eq!(d.code, 0, "a lease that ended needs no --force: {}", d.stderr);
+    let d = run(&["delete", live.key.as_str()]);
+    assert_eq!(d.code, 1, "a live lease needs --force: {}", d.stderr);
+    assert!(d.stderr.contains("--force"), "{}", d.stderr);
+
+    let req = |k: &DerivedKey| ClaimRequest {
+        execution_id: uuid::Uuid::new_v4(),
+        fingerprint: k.fingerprint,
+        lease: HOUR,
+        refresh: false,
+    };
+    match block_on(store.try_claim(&ended[1].key, &req(&ended[1]))).unwrap() {
+        Claim::Acquired { takeover, .. } => assert!(takeover),
+        other => panic!("an ended lease is taken over: {other:?}"),
+    }
+    match block_on(store.try_claim(&live.key, &req(&live))).unwrap() {
+        Claim::Existing(o) => assert_eq!(o.status(), RecordStatus::Pending),
+        other => panic!("a live lease is not taken over: {other:?}"),
+    }
+    harness::cleanup(&mut conn, &prefix);
+}
