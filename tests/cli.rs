@@ -738,7 +738,10 @@ fn cli_key(args: &[&str]) -> String {
 }
 
 fn lib_key<T: serde::Serialize + ?Sized>(op: &str, value: &T) -> String {
-    IdempotencyKey::derive(op, 1, value).unwrap().key.to_string()
+    IdempotencyKey::derive(op, 1, value)
+        .unwrap()
+        .key
+        .to_string()
 }
 
 #[test]
@@ -798,7 +801,10 @@ fn key_from_json_matches_the_library_for_integers_strings_maps_sequences_options
 fn key_with_several_arguments_scope_version_custom_key_and_prefix_matches_the_library() {
     let op = "shop::Orders::place";
     let mut enc = KeyEncoder::new(op, 3);
-    enc.scope(&"tenant-7").arg(&42_u64).arg(&"EUR").arg(&Some(3_u8));
+    enc.scope(&"tenant-7")
+        .arg(&42_u64)
+        .arg(&"EUR")
+        .arg(&Some(3_u8));
     let expected = enc.finish().unwrap();
     let args = [
         "--operation",
@@ -837,7 +843,14 @@ fn key_with_several_arguments_scope_version_custom_key_and_prefix_matches_the_li
     let mut enc = KeyEncoder::new(op, 1);
     enc.scope(&"tenant-7").custom_key("order-42");
     let custom = enc.finish().unwrap().key.to_string();
-    let base = ["--operation", op, "--custom-key", "order-42", "--scope", "tenant-7"];
+    let base = [
+        "--operation",
+        op,
+        "--custom-key",
+        "order-42",
+        "--scope",
+        "tenant-7",
+    ];
     assert_eq!(cli_key(&base), custom);
     let mut with_args = base.to_vec();
     with_args.extend(["--args-json", "[1, 2]"]);
@@ -866,7 +879,11 @@ fn key_usage_errors_name_the_missing_or_malformed_input() {
     let run = cli(&tmp, &["key", "--operation", "x", "--args-json", "42"], &[]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("JSON array"), "{}", run.stderr);
-    let run = cli(&tmp, &["key", "--operation", "x", "--args-json", "[oops"], &[]);
+    let run = cli(
+        &tmp,
+        &["key", "--operation", "x", "--args-json", "[oops"],
+        &[],
+    );
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("not JSON"), "{}", run.stderr);
     let run = cli(&tmp, &["key", "--custom-key", "k"], &[]);
@@ -919,7 +936,9 @@ fn charge(
 ) -> Result<Receipt, PayError> {
     let _ = (&coupon, &tags);
     if order == 43 {
-        return Err(PayError::Declined(format!("order {order}: insufficient funds")));
+        return Err(PayError::Declined(format!(
+            "order {order}: insufficient funds"
+        )));
     }
     Ok(Receipt {
         order,
@@ -973,6 +992,7 @@ fn show_and_delete_find_a_macro_functions_record_from_its_arguments_on_the_file_
         v["result"],
         r#"{"order": 42, "cents": 1000, "note": "ok \"paid\""}"#
     );
+    assert_eq!(v["result_bytes"], 33, "the size README_CLI.md shows");
     let key = v["key"].as_str().unwrap().to_owned();
     // The same record by its key, and its key from `key`.
     let mut key_cmd = vec!["key"];
@@ -1046,7 +1066,11 @@ fn show_raw_writes_the_stored_bytes_and_show_bounds_what_it_prints() {
     manager
         .execute_sync(&idempotency::Call::new(key.clone()), || long.clone())
         .unwrap();
-    let stored = block_on(f.store.get(&key.key)).unwrap().unwrap().record.result;
+    let stored = block_on(f.store.get(&key.key))
+        .unwrap()
+        .unwrap()
+        .record
+        .result;
     assert!(stored.len() > 10_000);
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
@@ -1054,10 +1078,19 @@ fn show_raw_writes_the_stored_bytes_and_show_bounds_what_it_prints() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(out.stdout, stored, "--raw writes the stored bytes as they are");
+    assert_eq!(
+        out.stdout, stored,
+        "--raw writes the stored bytes as they are"
+    );
     // The seeded non-CBOR result too.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
-        .args(["--store", &f.url(), "show", f.keys.success.key.as_str(), "--raw"])
+        .args([
+            "--store",
+            &f.url(),
+            "show",
+            f.keys.success.key.as_str(),
+            "--raw",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"hello");
@@ -1067,7 +1100,9 @@ fn show_raw_writes_the_stored_bytes_and_show_bounds_what_it_prints() {
     assert!(human.stdout.len() < 6_000, "{}", human.stdout.len());
     assert!(human.stdout.contains("show --full"), "{}", human.stdout);
     assert!(human.stdout.contains("10 bytes") || human.stdout.contains("bytes"));
-    let full = f.run(&["show", key.key.as_str(), "--full", "--json"]).json();
+    let full = f
+        .run(&["show", key.key.as_str(), "--full", "--json"])
+        .json();
     assert_eq!(full["result"], format!("\"{long}\""));
     assert_eq!(full["result_truncated"], false);
     let json = f.run(&["show", key.key.as_str(), "--json"]).json();
@@ -1088,7 +1123,11 @@ fn store_takes_a_bare_directory_path_and_says_so_once() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["records"], 5);
     assert_eq!(run.stderr.matches("no scheme").count(), 1, "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("file://{abs}")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("file://{abs}")),
+        "{}",
+        run.stderr
+    );
     // Relative to the working directory.
     let rel = cli(f.tmp.path(), &["--store", "store", "list"], &[]);
     assert_eq!(rel.code, 0, "{}", rel.stderr);
@@ -1115,7 +1154,10 @@ fn counts_say_one_entry_and_n_entries() {
     assert_eq!(purged.stdout, "removed 2 expired records\n");
     let f = Fixture::new();
     f.run(&["delete", f.keys.expired_success.key.as_str()]);
-    assert_eq!(f.run(&["purge-expired"]).stdout, "removed 1 expired record\n");
+    assert_eq!(
+        f.run(&["purge-expired"]).stdout,
+        "removed 1 expired record\n"
+    );
 }
 
 /// The lease boundary on the file store: at `deadline - 1 ms` a `Pending` record is live for
@@ -1137,7 +1179,11 @@ fn lease_boundary_is_one_rule_for_takeover_list_delete_and_purge_on_the_file_sto
     let at = |ms: u64, args: &[&str]| {
         let mut all = vec!["--store", url.as_str()];
         all.extend_from_slice(args);
-        cli(tmp.path(), &all, &[("IDEMPOTENCY_CLI_TEST_NOW_MS", &ms.to_string())])
+        cli(
+            tmp.path(),
+            &all,
+            &[("IDEMPOTENCY_CLI_TEST_NOW_MS", &ms.to_string())],
+        )
     };
     let listed = |ms: u64, status: &str| {
         keys_of(&at(ms, &["list", "--status", status, "--json"]).json()["items"])
@@ -1148,10 +1194,22 @@ fn lease_boundary_is_one_rule_for_takeover_list_delete_and_purge_on_the_file_sto
         clock.set(t0);
         claim(&store, &key, lease);
     };
-    for (ms, ended) in [(deadline - 1, false), (deadline, true), (deadline + 1, true)] {
+    for (ms, ended) in [
+        (deadline - 1, false),
+        (deadline, true),
+        (deadline + 1, true),
+    ] {
         fresh();
-        assert_eq!(listed(ms, "pending"), !ended, "list --status pending at {ms}");
-        assert_eq!(listed(ms, "expired"), ended, "list --status expired at {ms}");
+        assert_eq!(
+            listed(ms, "pending"),
+            !ended,
+            "list --status pending at {ms}"
+        );
+        assert_eq!(
+            listed(ms, "expired"),
+            ended,
+            "list --status expired at {ms}"
+        );
         let show = at(ms, &["show", key.key.as_str(), "--json"]).json();
         assert_eq!(show["status"], if ended { "expired" } else { "pending" });
 
@@ -1160,7 +1218,12 @@ fn lease_boundary_is_one_rule_for_takeover_list_delete_and_purge_on_the_file_sto
 
         fresh();
         let delete = at(ms, &["delete", key.key.as_str()]);
-        assert_eq!(delete.code, if ended { 0 } else { 1 }, "delete at {ms}: {}", delete.stderr);
+        assert_eq!(
+            delete.code,
+            if ended { 0 } else { 1 },
+            "delete at {ms}: {}",
+            delete.stderr
+        );
 
         fresh();
         clock.set(Timestamp(ms));
@@ -1183,9 +1246,7 @@ fn lease_boundary_is_one_rule_for_takeover_list_delete_and_purge_on_the_file_sto
 
 /// Redis's clock, in ms since the Unix epoch (`TIME`).
 fn redis_now_ms(conn: &mut idempotency::redis::redis::Connection) -> u64 {
-    let (secs, micros): (u64, u64) = idempotency::redis::redis::cmd("TIME")
-        .query(conn)
-        .unwrap();
+    let (secs, micros): (u64, u64) = idempotency::redis::redis::cmd("TIME").query(conn).unwrap();
     secs * 1000 + micros / 1000
 }
 
@@ -1193,7 +1254,8 @@ fn redis_now_ms(conn: &mut idempotency::redis::redis::Connection) -> u64 {
 fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen() {
     use idempotency::RedisStorage;
 
-    let test = "redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen";
+    let test =
+        "redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen";
     let Some(target) = harness::Target::get(test) else {
         return;
     };
@@ -1207,14 +1269,17 @@ fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_
     let mut enc = KeyEncoder::new(op, 1);
     enc.scope(&"tenant-7").custom_key("order-42").arg(&42_u64);
     let custom = idempotency::Call::new(enc.finish().unwrap());
-    manager
-        .execute_sync(&custom, || vec![1_u32, 2])
-        .unwrap();
+    manager.execute_sync(&custom, || vec![1_u32, 2]).unwrap();
     let lines: BTreeMap<String, Vec<i64>> = [("sku-1".into(), vec![2, -1])].into();
     let mut enc = KeyEncoder::new("billing::charge", 2);
-    enc.scope(&"tenant-7").arg(&7_u64).arg(&lines).arg(&None::<String>);
+    enc.scope(&"tenant-7")
+        .arg(&7_u64)
+        .arg(&lines)
+        .arg(&None::<String>);
     let derived = idempotency::Call::new(enc.finish().unwrap());
-    manager.execute_sync(&derived, || "charged".to_owned()).unwrap();
+    manager
+        .execute_sync(&derived, || "charged".to_owned())
+        .unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
     let run_in = |prefix: &str, args: &[&str]| {
@@ -1259,11 +1324,22 @@ fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_
     assert_eq!(v["key"], derived.key.as_str());
     assert_eq!(v["result"], r#""charged""#);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
-        .args(["--store", &target.url, "--redis-prefix", &prefix, "show", "--raw"])
+        .args([
+            "--store",
+            &target.url,
+            "--redis-prefix",
+            &prefix,
+            "show",
+            "--raw",
+        ])
         .args(by_args)
         .output()
         .unwrap();
-    let stored = block_on(store.get(&derived.key)).unwrap().unwrap().record.result;
+    let stored = block_on(store.get(&derived.key))
+        .unwrap()
+        .unwrap()
+        .record
+        .result;
     assert_eq!(out.stdout, stored);
     let mut delete = vec!["delete"];
     delete.extend_from_slice(&by_args);
@@ -1275,13 +1351,19 @@ fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_
     assert_eq!(empty.code, 0, "{}", empty.stderr);
     assert!(empty.stdout.ends_with("0 entries\n"), "{}", empty.stdout);
     assert!(
-        empty.stderr.contains("no records under the Redis prefix `no-such-prefix:`")
+        empty
+            .stderr
+            .contains("no records under the Redis prefix `no-such-prefix:`")
             && empty.stderr.contains(&format!("`{prefix}`")),
         "{}",
         empty.stderr
     );
     let stats = run_in("no-such-prefix:", &["stats"]);
-    assert!(stats.stderr.contains(&format!("`{prefix}`")), "{}", stats.stderr);
+    assert!(
+        stats.stderr.contains(&format!("`{prefix}`")),
+        "{}",
+        stats.stderr
+    );
     // A prefix with records: no note.
     assert!(!run(&["list"]).stderr.contains("note:"));
 
@@ -1348,7 +1430,11 @@ fn redis_lease_boundary_is_one_rule_for_takeover_list_and_delete() {
         "expired"
     );
     let d = run(&["delete", ended[0].key.as_str()]);
-    assert_eq!(d.code, 0, "a lease that ended needs no --force: {}", d.stderr);
+    assert_eq!(
+        d.code, 0,
+        "a lease that ended needs no --force: {}",
+        d.stderr
+    );
     let d = run(&["delete", live.key.as_str()]);
     assert_eq!(d.code, 1, "a live lease needs --force: {}", d.stderr);
     assert!(d.stderr.contains("--force"), "{}", d.stderr);

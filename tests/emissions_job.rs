@@ -420,7 +420,13 @@ struct Program {
 
 fn program(args: &[&str]) -> Program {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["cli_process_role", "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            "cli_process_role",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CLI_ARGS, args.join(&SEP.to_string()))
         .env_remove("IDEMPOTENCY_URL")
         .output()
@@ -434,8 +440,13 @@ fn program(args: &[&str]) -> Program {
 
 /// A small input: the header and the first `rows` data rows of the sample ledger.
 fn small_input(dir: &Path, rows: usize) -> PathBuf {
-    let sample = read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/activities_sample.csv"));
-    let text: String = sample.lines().take(rows + 1).map(|l| format!("{l}\n")).collect();
+    let sample =
+        read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/activities_sample.csv"));
+    let text: String = sample
+        .lines()
+        .take(rows + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let path = dir.join("input.csv");
     std::fs::write(&path, text).unwrap();
     path
@@ -445,13 +456,23 @@ fn small_input(dir: &Path, rows: usize) -> PathBuf {
 fn main_job_help_prints_every_option_with_its_default_and_exits_0() {
     let p = program(&["--help"]);
     assert_eq!(p.code, 0, "{}", p.stderr);
-    for option in ["--input", "--factors", "--out", "--store", "--crash-after", "--lease-ms"] {
+    for option in [
+        "--input",
+        "--factors",
+        "--out",
+        "--store",
+        "--crash-after",
+        "--lease-ms",
+    ] {
         let line = p
             .stdout
             .lines()
             .find(|l| l.trim_start().starts_with(option))
             .unwrap_or_else(|| panic!("{option} missing from --help:\n{}", p.stdout));
-        assert!(line.contains("[default: "), "{option} has no default: {line}");
+        assert!(
+            line.contains("[default: "),
+            "{option} has no default: {line}"
+        );
     }
     assert!(p.stdout.contains("[default: 10000]"), "{}", p.stdout);
     assert!(p.stdout.contains("activities_sample.csv"), "{}", p.stdout);
@@ -462,11 +483,19 @@ fn main_job_help_prints_every_option_with_its_default_and_exits_0() {
 fn main_job_names_unknown_options_and_stray_arguments() {
     let p = program(&["--frobnicate", "1"]);
     assert_eq!(p.code, 2);
-    assert!(p.stderr.contains("unknown option `--frobnicate`"), "{}", p.stderr);
+    assert!(
+        p.stderr.contains("unknown option `--frobnicate`"),
+        "{}",
+        p.stderr
+    );
     // Once "needs a value": an unknown flag is unknown, with or without a value after it.
     let p = program(&["--frobnicate"]);
     assert_eq!(p.code, 2);
-    assert!(p.stderr.contains("unknown option `--frobnicate`"), "{}", p.stderr);
+    assert!(
+        p.stderr.contains("unknown option `--frobnicate`"),
+        "{}",
+        p.stderr
+    );
     assert!(!p.stderr.contains("needs a value"), "{}", p.stderr);
     let p = program(&["report"]);
     assert_eq!(p.code, 2);
@@ -490,13 +519,23 @@ fn main_job_crash_after_when_nothing_runs_says_so_and_how_to_start_fresh() {
     let out = dir.0.display().to_string();
     let first = program(&["--input", &input, "--out", &out]);
     assert_eq!(first.code, 0, "{}", first.stderr);
-    assert!(first.stdout.contains("records=4 executed=4"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("records=4 executed=4"),
+        "{}",
+        first.stdout
+    );
 
     let again = program(&["--input", &input, "--out", &out, "--crash-after", "100"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(again.stdout.contains("executed=0 replayed=4"), "{}", again.stdout);
     assert!(
-        again.stderr.contains("--crash-after 100: did not crash: nothing ran"),
+        again.stdout.contains("executed=0 replayed=4"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stderr
+            .contains("--crash-after 100: did not crash: nothing ran"),
         "{}",
         again.stderr
     );
@@ -507,7 +546,11 @@ fn main_job_crash_after_when_nothing_runs_says_so_and_how_to_start_fresh() {
     let fresh = dir.0.join("fresh").display().to_string();
     let crash = program(&["--input", &input, "--out", &fresh, "--crash-after", "2"]);
     assert_ne!(crash.code, 0, "{}", crash.stderr);
-    assert!(crash.stderr.contains("--crash-after 2: aborting"), "{}", crash.stderr);
+    assert!(
+        crash.stderr.contains("--crash-after 2: aborting"),
+        "{}",
+        crash.stderr
+    );
 }
 
 #[test]
@@ -536,13 +579,22 @@ fn main_job_waiting_on_a_crashed_workers_lease_logs_the_row_and_how_long() {
         line.contains("line 2 (record id `ACM-202401-00001`)"),
         "{line}"
     );
-    assert!(line.contains("waiting") && line.contains("s for its lease to end"), "{line}");
     assert!(
-        resumed.stderr.contains("line 2 (record id `ACM-202401-00001`): waited "),
+        line.contains("waiting") && line.contains("s for its lease to end"),
+        "{line}"
+    );
+    assert!(
+        resumed
+            .stderr
+            .contains("line 2 (record id `ACM-202401-00001`): waited "),
         "{}",
         resumed.stderr
     );
-    assert!(resumed.stdout.contains("records=3 executed=3"), "{}", resumed.stdout);
+    assert!(
+        resumed.stdout.contains("records=3 executed=3"),
+        "{}",
+        resumed.stdout
+    );
 }
 
 #[test]

@@ -98,7 +98,8 @@ impl Args {
     /// [`clap::Error::exit_code`] do both.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, clap::Error> {
         use clap::Parser as _;
-        let cli = Cli::try_parse_from(std::iter::once("emissions_pipeline".to_owned()).chain(args))?;
+        let cli =
+            Cli::try_parse_from(std::iter::once("emissions_pipeline".to_owned()).chain(args))?;
         Ok(Args {
             input: cli.input,
             factors: cli.factors,
@@ -277,7 +278,8 @@ pub fn run(args: &Args) -> Result<Summary, JobError> {
 /// Why the store did not open; for a Redis URL without the `redis` feature, the command that
 /// runs this job with it.
 fn store_error(url: &str, e: &idempotency::Error) -> String {
-    let redis = url.trim_start().starts_with("redis://") || url.trim_start().starts_with("rediss://");
+    let redis =
+        url.trim_start().starts_with("redis://") || url.trim_start().starts_with("rediss://");
     if redis && e.kind() == ErrorKind::Config && !cfg!(feature = "redis") {
         let feature = if url.trim_start().starts_with("rediss://") {
             "redis-tls"

@@ -227,7 +227,10 @@ mod tests {
         let mut bytes = Vec::new();
         ciborium::into_writer(&e, &mut bytes).unwrap();
         let v = decode(&bytes).unwrap();
-        assert_eq!(error_words(&v, 100), format!("idempotency error config: {e}"));
+        assert_eq!(
+            error_words(&v, 100),
+            format!("idempotency error config: {e}")
+        );
         #[derive(serde::Serialize)]
         enum PayError {
             Declined(String),
@@ -235,7 +238,10 @@ mod tests {
         }
         let mut bytes = Vec::new();
         ciborium::into_writer(&PayError::Declined("no funds".into()), &mut bytes).unwrap();
-        assert_eq!(error_words(&decode(&bytes).unwrap(), 100), "Declined: no funds");
+        assert_eq!(
+            error_words(&decode(&bytes).unwrap(), 100),
+            "Declined: no funds"
+        );
         let mut bytes = Vec::new();
         ciborium::into_writer(&PayError::Idempotency(e), &mut bytes).unwrap();
         assert!(error_words(&decode(&bytes).unwrap(), 100)

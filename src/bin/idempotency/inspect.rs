@@ -7,9 +7,9 @@ use serde_json::json;
 
 use crate::args::{ListArgs, StatusFilter};
 use crate::decode;
-use crate::select::Selector;
 use crate::error::{CliError, Exit};
 use crate::render::{self, fields, human_duration, millis, stamp, table};
+use crate::select::Selector;
 use crate::store::Store;
 use crate::Output;
 
@@ -163,10 +163,7 @@ pub(crate) fn show(
     match &r.error {
         Some(RecordError::NotRetained(reason)) => {
             pairs.push(("error reason", reason.clone()));
-            pairs.push((
-                "error",
-                format!("the result was not retained: {reason}"),
-            ));
+            pairs.push(("error", format!("the result was not retained: {reason}")));
         }
         Some(RecordError::Encoded(b)) => {
             pairs.push(("error size", bytes(b.len())));

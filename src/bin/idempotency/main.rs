@@ -73,7 +73,12 @@ fn run(cli: Cli) -> Result<Output, CliError> {
             select,
             raw,
             full,
-        } => inspect::show(&store, &inspect::resolve(key.as_deref(), &select)?, raw, full),
+        } => inspect::show(
+            &store,
+            &inspect::resolve(key.as_deref(), &select)?,
+            raw,
+            full,
+        ),
         Command::Stats => inspect::stats(&store),
         Command::Delete { key, select, force } => {
             repair::delete(&store, &inspect::resolve(key.as_deref(), &select)?, force)

@@ -14,11 +14,7 @@ use crate::Output;
 /// A `Pending` record is removed with the store's compare-and-delete on its holder (`release`),
 /// so a record claimed again between the read and the removal is never removed by mistake. A
 /// live `Pending` record needs `--force`. A finished (or unreadable) record is deleted outright.
-pub(crate) fn delete(
-    store: &Store,
-    key: &IdempotencyKey,
-    force: bool,
-) -> Result<Output, CliError> {
+pub(crate) fn delete(store: &Store, key: &IdempotencyKey, force: bool) -> Result<Output, CliError> {
     let key = key.clone();
     let (status, deleted) = match block_on(store.storage.get(&key)) {
         Ok(None) => return Err(unknown_key(&key)),

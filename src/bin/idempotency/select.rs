@@ -47,7 +47,12 @@ pub(crate) struct Selector {
     #[arg(long, value_name = "NAME")]
     pub(crate) operation: Option<String>,
     /// The caller-supplied idempotency key (Stripe style) the call used.
-    #[arg(long, value_name = "K", requires = "operation", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "operation",
+        allow_hyphen_values = true
+    )]
     pub(crate) custom_key: Option<String>,
     /// The call's key arguments as a JSON array, in parameter order (see README_CLI.md for how
     /// JSON maps to Rust values). With `--custom-key`, they only form the fingerprint.
@@ -60,7 +65,12 @@ pub(crate) struct Selector {
     )]
     pub(crate) args_json: Option<String>,
     /// The one value given to `IdempotencyKey::derive(operation, version, &value)`, as JSON.
-    #[arg(long, value_name = "JSON", requires = "operation", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "JSON",
+        requires = "operation",
+        allow_hyphen_values = true
+    )]
     pub(crate) value_json: Option<String>,
     /// The call's scope (tenant, org, user) as a string.
     #[arg(
@@ -72,7 +82,12 @@ pub(crate) struct Selector {
     )]
     pub(crate) scope: Option<String>,
     /// The call's scope as JSON, when it is not a string (`--scope-json 42`).
-    #[arg(long, value_name = "JSON", requires = "operation", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "JSON",
+        requires = "operation",
+        allow_hyphen_values = true
+    )]
     pub(crate) scope_json: Option<String>,
     /// The operation's version (`#[idempotent(version = N)]`).
     #[arg(long, value_name = "V", default_value_t = 1, requires = "operation")]
@@ -93,7 +108,9 @@ impl Selector {
     /// Derives the key the library derives for these inputs.
     pub(crate) fn derive(&self) -> Result<Selected, CliError> {
         let Some(operation) = self.operation.as_deref() else {
-            return Err(usage("give a KEY, or --operation NAME with --custom-key K or --args-json JSON"));
+            return Err(usage(
+                "give a KEY, or --operation NAME with --custom-key K or --args-json JSON",
+            ));
         };
         let args: Option<Vec<Value>> = match (&self.args_json, &self.value_json) {
             (Some(text), _) => match parse_json("--args-json", text)? {

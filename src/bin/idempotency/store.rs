@@ -5,10 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use idempotency::redis::{redis, RedisConfig};
+use idempotency::{block_on, DynStorage, FileStorage, Listed, ManualClock, StoreUrl, Timestamp};
 use std::time::Duration;
-use idempotency::{
-    block_on, DynStorage, FileStorage, Listed, ManualClock, StoreUrl, Timestamp,
-};
 
 use crate::error::{CliError, Exit};
 
@@ -46,7 +44,9 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
         (Some(path), _) if !path.contains("://") && !path.trim().is_empty() => {
             let dir = PathBuf::from(path);
             let text = format!("file://{}", dir.display());
-            eprintln!("note: `{path}` has no scheme: using the file store in that directory ({text})");
+            eprintln!(
+                "note: `{path}` has no scheme: using the file store in that directory ({text})"
+            );
             (text, StoreUrl::File(dir))
         }
         (Some(text), _) => (text.to_owned(), StoreUrl::parse(text)?),
