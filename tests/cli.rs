@@ -1035,6 +1035,20 @@ fn show_and_delete_find_a_macro_functions_record_from_its_arguments_on_the_file_
         failed["error_value"],
         r#"{"Declined": "order 43: insufficient funds"}"#
     );
+    let failed_key = failed["key"].as_str().unwrap().to_owned();
+    let raw = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
+        .args(["--store", &store, "show", &failed_key, "--raw"])
+        .output()
+        .unwrap();
+    let stored = FileStorage::open(&*MACRO_STORE).unwrap();
+    let record = block_on(stored.get(&IdempotencyKey::parse(&failed_key).unwrap()))
+        .unwrap()
+        .unwrap()
+        .record;
+    match record.error {
+        Some(RecordError::Encoded(bytes)) => assert_eq!(raw.stdout, bytes),
+        other => panic!("expected a stored error: {other:?}"),
+    }
 
     // A caller-supplied key: the operator needs only that key.
     let r = run(&[

@@ -53,7 +53,8 @@ pub(crate) enum Command {
         key: Option<String>,
         #[command(flatten)]
         select: Selector,
-        /// Write the stored result bytes (CBOR) to stdout, nothing else.
+        /// Write the stored value's bytes (CBOR) to stdout, nothing else: the result, or for a
+        /// failed record the stored error.
         #[arg(long, conflicts_with = "json")]
         raw: bool,
         /// Print the whole decoded value, however long.

@@ -105,8 +105,8 @@ pub(crate) fn resolve(key: Option<&str>, select: &Selector) -> Result<Idempotenc
 }
 
 /// `show`: every field of one record, the encoding and size of its stored value, and the value
-/// or error decoded (bounded by [`SHOW_MAX`] unless `full`); `raw`: the stored result bytes
-/// only.
+/// or error decoded (bounded by [`SHOW_MAX`] unless `full`); `raw`: the stored value's bytes
+/// only (the result, or for a failed record the stored error).
 pub(crate) fn show(
     store: &Store,
     key: &IdempotencyKey,
@@ -118,7 +118,11 @@ pub(crate) fn show(
     };
     let r = &o.record;
     if raw {
-        return Ok(Output::raw(r.result.clone()));
+        let bytes = match &r.error {
+            Some(RecordError::Encoded(b)) => b.clone(),
+            _ => r.result.clone(),
+        };
+        return Ok(Output::raw(bytes));
     }
     let max = if full { usize::MAX } else { SHOW_MAX };
     let ttl = o.time_to_live();
