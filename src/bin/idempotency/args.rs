@@ -4,8 +4,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::select::Selector;
 
-/// Inspect and repair an idempotency store: list, show and delete records, purge expired ones,
-/// count them, and find (and remove) unreadable ones.
+/// Inspect and repair an idempotency store: list, show and delete records (by key, or found
+/// from a call's own inputs with `key`'s selectors), purge expired ones, count them, and find
+/// (and remove) unreadable ones.
 ///
 /// Exit codes: 0 ok; 1 problems found or action refused; 2 usage error, bad store URL or bad
 /// key; 3 store unreachable; 4 unknown key.
@@ -21,8 +22,8 @@ pub(crate) struct Cli {
 /// Options that every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The store: `file:///path`, `file://relative/path`, `redis://host:port/db`, `memory://`.
-    /// Default: the `IDEMPOTENCY_URL` environment variable, else the file store in
+    /// The store: `file:///path`, `file://relative/path`, a bare directory path,
+    /// `redis://host:port/db`, `memory://`. Default: the `IDEMPOTENCY_URL` environment variable, else the file store in
     /// `.idempotency`.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) store: Option<String>,
