@@ -133,7 +133,21 @@ fn write_text(out: &mut String, t: &str) {
 /// the one field of a user's enum variant (`{"Idempotency": {...}}`), reads
 /// `[Variant: ]idempotency error <kind>: <message>: <cause>...`. A variant holding a string
 /// reads `Variant: text`; a unit variant its name; any other value its diagnostic text.
+/// At most `max` bytes (then ` …`), like [`diagnostic`].
 pub(crate) fn error_words(value: &Value, max: usize) -> String {
+    let mut words = words(value, max);
+    if words.len() > max {
+        let mut cut = max;
+        while !words.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        words.truncate(cut);
+        words.push_str(" …");
+    }
+    words
+}
+
+fn words(value: &Value, max: usize) -> String {
     if let Some(words) = framework_error(value) {
         return words;
     }
@@ -246,5 +260,10 @@ mod tests {
         ciborium::into_writer(&PayError::Idempotency(e), &mut bytes).unwrap();
         assert!(error_words(&decode(&bytes).unwrap(), 100)
             .starts_with("Idempotency: idempotency error config: "));
+        let long = PayError::Declined("y".repeat(10_000));
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&long, &mut bytes).unwrap();
+        let words = error_words(&decode(&bytes).unwrap(), 100);
+        assert!(words.len() <= 100 + " …".len(), "{}", words.len());
     }
 }
