@@ -6,6 +6,7 @@
 //! cargo run --release --example emissions_pipeline              # file store in target/emissions/store
 //! cargo run --release --example emissions_pipeline              # again: executed=0, same report
 //! cargo run --release --example emissions_pipeline -- --crash-after 100   # aborts mid-batch
+//! cargo run --release --example emissions_pipeline -- --help          # every option and its default
 //! cargo run --release --features redis --example emissions_pipeline -- --store redis://127.0.0.1:6379/5
 //! cargo run --release --features postgres --example emissions_pipeline -- --store postgres://postgres@127.0.0.1:5432/test
 //! ```
@@ -19,18 +20,5 @@
 mod emissions;
 
 fn main() {
-    let args = match emissions::Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
-    match emissions::run(&args) {
-        Ok(summary) => println!("{summary}"),
-        Err(e) => {
-            eprintln!("emissions: error: {e}");
-            std::process::exit(1);
-        }
-    }
+    std::process::exit(emissions::main_with(std::env::args().skip(1)));
 }

@@ -143,6 +143,11 @@ pub use idempotency_macros::{idempotent, NormalizeKey};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// README_CLI.md's Rust example (deriving a key the CLI's JSON cannot express).
+#[cfg(doctest)]
+#[doc = include_str!("../README_CLI.md")]
+pub struct ReadmeCliDoctests;
+
 /// Used by generated code. Not public API; may change in any release.
 #[doc(hidden)]
 pub mod __private {

@@ -717,3 +717,755 @@ fn redis_every_command_against_a_real_redis() {
 
     harness::cleanup(&mut conn, &base);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding a record from a user's own inputs (`key`, and the selectors of `show` and `delete`),
+// reading what is stored, bare paths, the lease boundary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+
+use idempotency::{idempotent, IdempotencyManager, KeyEncoder, RecordStatus};
+
+/// The key the CLI prints for `args` (after `key`).
+fn cli_key(args: &[&str]) -> String {
+    let tmp = std::env::temp_dir();
+    let mut all = vec!["key"];
+    all.extend_from_slice(args);
+    let run = cli(&tmp, &all, &[]);
+    assert_eq!(run.code, 0, "key {args:?}: {}", run.stderr);
+    run.stdout.trim_end().to_owned()
+}
+
+fn lib_key<T: serde::Serialize + ?Sized>(op: &str, value: &T) -> String {
+    IdempotencyKey::derive(op, 1, value)
+        .unwrap()
+        .key
+        .to_string()
+}
+
+#[test]
+fn key_from_json_matches_the_library_for_integers_strings_maps_sequences_options() {
+    let op = "billing::charge";
+    let check = |json: &str, expected: String| {
+        assert_eq!(
+            cli_key(&["--operation", op, "--value-json", json]),
+            expected,
+            "--value-json {json}"
+        );
+        // `--value-json V` is the one-argument `--args-json [V]`.
+        let list = format!("[{json}]");
+        assert_eq!(
+            cli_key(&["--operation", op, "--args-json", &list]),
+            expected,
+            "--args-json {list}"
+        );
+    };
+    check("42", lib_key(op, &42_u8));
+    check("42", lib_key(op, &42_i64));
+    check("42", lib_key(op, &42_usize));
+    check("-7", lib_key(op, &-7_i32));
+    check("18446744073709551615", lib_key(op, &u64::MAX));
+    check("2.5", lib_key(op, &2.5_f64));
+    check("5.0", lib_key(op, &5.0_f32));
+    check("true", lib_key(op, &true));
+    check(r#""EUR""#, lib_key(op, &"EUR"));
+    check(r#""EUR""#, lib_key(op, &String::from("EUR")));
+    check("[1,2,3]", lib_key(op, &vec![1_u32, 2, 3]));
+    check("[]", lib_key(op, &Vec::<String>::new()));
+    check("null", lib_key(op, &None::<u32>));
+    check(r#"{"$some":5}"#, lib_key(op, &Some(5_u32)));
+    check(r#"{"$some":null}"#, lib_key(op, &Some(None::<u32>)));
+    check(
+        r#"[{"$some":"a"},null]"#,
+        lib_key(op, &vec![Some("a"), None]),
+    );
+    let hm: HashMap<String, u32> = [("b".into(), 2), ("a".into(), 1)].into();
+    check(r#"{"a":1,"b":2}"#, lib_key(op, &hm));
+    check(r#"{"b":2,"a":1}"#, lib_key(op, &hm));
+    let bm: BTreeMap<String, Vec<Option<i64>>> = [("x".into(), vec![Some(-1), None])].into();
+    check(r#"{"x":[{"$some":-1},null]}"#, lib_key(op, &bm));
+    // Integers and floats, strings and numbers, None and a missing argument stay apart.
+    assert_ne!(lib_key(op, &5_u32), lib_key(op, &5.0_f64));
+    assert_ne!(
+        cli_key(&["--operation", op, "--value-json", "5"]),
+        cli_key(&["--operation", op, "--value-json", "5.0"])
+    );
+    assert_ne!(
+        cli_key(&["--operation", op, "--args-json", "[]"]),
+        cli_key(&["--operation", op, "--args-json", "[null]"])
+    );
+}
+
+#[test]
+fn key_with_several_arguments_scope_version_custom_key_and_prefix_matches_the_library() {
+    let op = "shop::Orders::place";
+    let mut enc = KeyEncoder::new(op, 3);
+    enc.scope(&"tenant-7")
+        .arg(&42_u64)
+        .arg(&"EUR")
+        .arg(&Some(3_u8));
+    let expected = enc.finish().unwrap();
+    let args = [
+        "--operation",
+        op,
+        "--args-json",
+        r#"[42, "EUR", {"$some": 3}]"#,
+        "--scope",
+        "tenant-7",
+        "--version",
+        "3",
+    ];
+    assert_eq!(cli_key(&args), expected.key.to_string());
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let tmp = std::env::temp_dir();
+    let mut all = vec!["key"];
+    all.extend_from_slice(&json_args);
+    let v = cli(&tmp, &all, &[]).json();
+    assert_eq!(v["fingerprint"], expected.fingerprint.to_string());
+
+    // A non-string scope.
+    let mut enc = KeyEncoder::new(op, 1);
+    enc.scope(&7_u64).arg(&1_u8);
+    let scoped = enc.finish().unwrap().key.to_string();
+    assert_eq!(
+        cli_key(&["--operation", op, "--scope-json", "7", "--args-json", "[1]"]),
+        scoped
+    );
+    assert_ne!(
+        cli_key(&["--operation", op, "--scope", "7", "--args-json", "[1]"]),
+        scoped,
+        "the string \"7\" is another scope than the number 7"
+    );
+
+    // A caller-supplied key: the arguments do not change the key.
+    let mut enc = KeyEncoder::new(op, 1);
+    enc.scope(&"tenant-7").custom_key("order-42");
+    let custom = enc.finish().unwrap().key.to_string();
+    let base = [
+        "--operation",
+        op,
+        "--custom-key",
+        "order-42",
+        "--scope",
+        "tenant-7",
+    ];
+    assert_eq!(cli_key(&base), custom);
+    let mut with_args = base.to_vec();
+    with_args.extend(["--args-json", "[1, 2]"]);
+    assert_eq!(cli_key(&with_args), custom);
+
+    // A manager's key prefix is prepended to the operation name.
+    let prefixed = cli_key(&[
+        "--operation",
+        op,
+        "--custom-key",
+        "order-42",
+        "--scope",
+        "tenant-7",
+        "--key-prefix",
+        "eu:",
+    ]);
+    assert_eq!(prefixed, format!("eu:{custom}"));
+}
+
+#[test]
+fn key_usage_errors_name_the_missing_or_malformed_input() {
+    let tmp = std::env::temp_dir();
+    let run = cli(&tmp, &["key", "--operation", "x"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--custom-key"), "{}", run.stderr);
+    let run = cli(&tmp, &["key", "--operation", "x", "--args-json", "42"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("JSON array"), "{}", run.stderr);
+    let run = cli(
+        &tmp,
+        &["key", "--operation", "x", "--args-json", "[oops"],
+        &[],
+    );
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("not JSON"), "{}", run.stderr);
+    let run = cli(&tmp, &["key", "--custom-key", "k"], &[]);
+    assert_eq!(run.code, 2, "selectors need --operation");
+    let run = cli(&tmp, &["key", "--operation", "x", "--custom-key", ""], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("empty"), "{}", run.stderr);
+}
+
+// `#[idempotent]` functions on a file store, found again from their inputs alone.
+
+static MACRO_STORE: LazyLock<PathBuf> = LazyLock::new(|| {
+    let dir = std::env::temp_dir().join(format!(
+        "idempotency-cli-macro-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+});
+static MACRO_MANAGER: LazyLock<IdempotencyManager> =
+    LazyLock::new(|| IdempotencyManager::new(FileStorage::open(&*MACRO_STORE).unwrap()));
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum PayError {
+    Declined(String),
+    Idempotency(idempotency::Error),
+}
+
+impl From<idempotency::Error> for PayError {
+    fn from(e: idempotency::Error) -> Self {
+        PayError::Idempotency(e)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Receipt {
+    order: u64,
+    cents: i64,
+    note: String,
+}
+
+#[idempotent(manager = &*MACRO_MANAGER, scope = customer)]
+fn charge(
+    customer: &str,
+    order: u64,
+    lines: Vec<i64>,
+    coupon: Option<u32>,
+    tags: BTreeMap<String, String>,
+) -> Result<Receipt, PayError> {
+    let _ = (&coupon, &tags);
+    if order == 43 {
+        return Err(PayError::Declined(format!(
+            "order {order}: insufficient funds"
+        )));
+    }
+    Ok(Receipt {
+        order,
+        cents: lines.iter().sum(),
+        note: "ok \"paid\"".into(),
+    })
+}
+
+#[idempotent(manager = &*MACRO_MANAGER)]
+fn refund(#[idempotency(key)] request_id: &str, cents: u64) -> u64 {
+    let _ = request_id;
+    cents
+}
+
+#[test]
+fn show_and_delete_find_a_macro_functions_record_from_its_arguments_on_the_file_store() {
+    let tags: BTreeMap<String, String> = [("channel".into(), "web".into())].into();
+    let receipt = charge("cust-7", 42, vec![1200, -200], Some(3), tags.clone()).unwrap();
+    assert_eq!(receipt.cents, 1000);
+    let declined = charge("cust-7", 43, vec![5], None, BTreeMap::new()).unwrap_err();
+    assert!(matches!(declined, PayError::Declined(_)));
+    assert_eq!(refund("rf-9", 300).unwrap(), 300);
+
+    let store = format!("file://{}", MACRO_STORE.display());
+    let tmp = std::env::temp_dir();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--store", store.as_str()];
+        all.extend_from_slice(args);
+        cli(&tmp, &all, &[])
+    };
+    let op = "cli::charge";
+    let select42 = [
+        "--operation",
+        op,
+        "--scope",
+        "cust-7",
+        "--args-json",
+        r#"["cust-7", 42, [1200, -200], {"$some": 3}, {"channel": "web"}]"#,
+    ];
+    let mut show = vec!["show"];
+    show.extend_from_slice(&select42);
+    show.push("--json");
+    let v = run(&show);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    let v = v.json();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["operation"], op);
+    assert_eq!(v["encoding"], "cbor");
+    assert_eq!(v["record_format_version"], 2);
+    assert_eq!(
+        v["result"],
+        r#"{"order": 42, "cents": 1000, "note": "ok \"paid\""}"#
+    );
+    assert_eq!(v["result_bytes"], 33, "the size README_CLI.md shows");
+    let key = v["key"].as_str().unwrap().to_owned();
+    // The same record by its key, and its key from `key`.
+    let mut key_cmd = vec!["key"];
+    key_cmd.extend_from_slice(&select42);
+    assert_eq!(run(&key_cmd).stdout.trim_end(), key);
+    let human = run(&["show", &key]).stdout;
+    assert!(
+        human.contains("CBOR (RFC 8949), record format version 2"),
+        "{human}"
+    );
+    assert!(human.contains(r#"{"order": 42"#), "{human}");
+
+    // Another argument value is another record: nothing found.
+    let other = run(&[
+        "show",
+        "--operation",
+        op,
+        "--scope",
+        "cust-7",
+        "--args-json",
+        r#"["cust-7", 42, [1200, -200], null, {"channel": "web"}]"#,
+    ]);
+    assert_eq!(other.code, 4, "{}", other.stdout);
+
+    // The failed call: its stored error in words.
+    let failed = run(&[
+        "show",
+        "--operation",
+        op,
+        "--scope",
+        "cust-7",
+        "--args-json",
+        r#"["cust-7", 43, [5], null, {}]"#,
+        "--json",
+    ])
+    .json();
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"], "Declined: order 43: insufficient funds");
+    assert_eq!(
+        failed["error_value"],
+        r#"{"Declined": "order 43: insufficient funds"}"#
+    );
+    let failed_key = failed["key"].as_str().unwrap().to_owned();
+    let raw = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
+        .args(["--store", &store, "show", &failed_key, "--raw"])
+        .output()
+        .unwrap();
+    let stored = FileStorage::open(&*MACRO_STORE).unwrap();
+    let record = block_on(stored.get(&IdempotencyKey::parse(&failed_key).unwrap()))
+        .unwrap()
+        .unwrap()
+        .record;
+    match record.error {
+        Some(RecordError::Encoded(bytes)) => assert_eq!(raw.stdout, bytes),
+        other => panic!("expected a stored error: {other:?}"),
+    }
+
+    // A caller-supplied key: the operator needs only that key.
+    let r = run(&[
+        "show",
+        "--operation",
+        "cli::refund",
+        "--custom-key",
+        "rf-9",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["result"], "300");
+
+    // `delete` takes the same selectors.
+    let mut delete = vec!["delete"];
+    delete.extend_from_slice(&select42);
+    let d = run(&delete);
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    assert_eq!(run(&["show", &key]).code, 4);
+    let _ = std::fs::remove_dir_all(&*MACRO_STORE);
+}
+
+#[test]
+fn show_raw_writes_the_stored_bytes_and_show_bounds_what_it_prints() {
+    let f = Fixture::new();
+    let manager = IdempotencyManager::new(f.store.clone());
+    let long = "x".repeat(10_000);
+    let key = IdempotencyKey::derive("report::render", 1, &"long").unwrap();
+    manager
+        .execute_sync(&idempotency::Call::new(key.clone()), || long.clone())
+        .unwrap();
+    let stored = block_on(f.store.get(&key.key))
+        .unwrap()
+        .unwrap()
+        .record
+        .result;
+    assert!(stored.len() > 10_000);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
+        .args(["--store", &f.url(), "show", key.key.as_str(), "--raw"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout, stored,
+        "--raw writes the stored bytes as they are"
+    );
+    // The seeded non-CBOR result too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
+        .args([
+            "--store",
+            &f.url(),
+            "show",
+            f.keys.success.key.as_str(),
+            "--raw",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"hello");
+
+    let human = f.run(&["show", key.key.as_str()]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.len() < 6_000, "{}", human.stdout.len());
+    assert!(human.stdout.contains("show --full"), "{}", human.stdout);
+    assert!(human.stdout.contains("10 bytes") || human.stdout.contains("bytes"));
+    let full = f
+        .run(&["show", key.key.as_str(), "--full", "--json"])
+        .json();
+    assert_eq!(full["result"], format!("\"{long}\""));
+    assert_eq!(full["result_truncated"], false);
+    let json = f.run(&["show", key.key.as_str(), "--json"]).json();
+    assert_eq!(json["result_truncated"], true);
+    assert_eq!(json["result_bytes"], stored.len());
+    // --raw and --json exclude each other.
+    assert_eq!(
+        f.run(&["show", key.key.as_str(), "--raw", "--json"]).code,
+        2
+    );
+}
+
+#[test]
+fn store_takes_a_bare_directory_path_and_says_so_once() {
+    let f = Fixture::new();
+    let abs = f.store.dir().display().to_string();
+    let run = cli(f.tmp.path(), &["--store", &abs, "stats", "--json"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["records"], 5);
+    assert_eq!(run.stderr.matches("no scheme").count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("file://{abs}")),
+        "{}",
+        run.stderr
+    );
+    // Relative to the working directory.
+    let rel = cli(f.tmp.path(), &["--store", "store", "list"], &[]);
+    assert_eq!(rel.code, 0, "{}", rel.stderr);
+    assert_eq!(rel.stderr.matches("no scheme").count(), 1, "{}", rel.stderr);
+    assert!(rel.stdout.contains("7 entries"), "{}", rel.stdout);
+    // A missing directory is unreachable, never created.
+    let missing = cli(f.tmp.path(), &["--store", "nope", "list"], &[]);
+    assert_eq!(missing.code, 3);
+    assert!(!f.tmp.path().join("nope").exists());
+    // A URL is not a bare path: no note.
+    assert!(!f.run(&["stats"]).stderr.contains("no scheme"));
+}
+
+#[test]
+fn counts_say_one_entry_and_n_entries() {
+    let f = Fixture::new();
+    let one = f.run(&["list", "--status", "success"]);
+    assert!(one.stdout.ends_with("\n1 entry\n"), "{}", one.stdout);
+    let two = f.run(&["list", "--status", "expired"]);
+    assert!(two.stdout.ends_with("\n2 entries\n"), "{}", two.stdout);
+    let none = f.run(&["list", "--operation", "nothing::here"]);
+    assert!(none.stdout.ends_with("\n0 entries\n"), "{}", none.stdout);
+    let purged = f.run(&["purge-expired"]);
+    assert_eq!(purged.stdout, "removed 2 expired records\n");
+    let f = Fixture::new();
+    f.run(&["delete", f.keys.expired_success.key.as_str()]);
+    assert_eq!(
+        f.run(&["purge-expired"]).stdout,
+        "removed 1 expired record\n"
+    );
+}
+
+/// The lease boundary on the file store: at `deadline - 1 ms` a `Pending` record is live for
+/// takeover, `list --status`, `delete` and `purge-expired`; at exactly `deadline` and 1 ms
+/// after, its lease has ended for all four (`now >= deadline`).
+#[test]
+fn lease_boundary_is_one_rule_for_takeover_list_delete_and_purge_on_the_file_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = Timestamp(1_800_000_000_000);
+    let clock = ManualClock::new(t0);
+    let store = FileStorage::builder(tmp.path().join("store"))
+        .clock(Arc::new(clock.clone()))
+        .open()
+        .unwrap();
+    let url = format!("file://{}", store.dir().display());
+    let lease = Duration::from_secs(10);
+    let deadline = t0.as_millis() + 10_000;
+    let key = derive("billing::charge", "boundary");
+    let at = |ms: u64, args: &[&str]| {
+        let mut all = vec!["--store", url.as_str()];
+        all.extend_from_slice(args);
+        cli(
+            tmp.path(),
+            &all,
+            &[("IDEMPOTENCY_CLI_TEST_NOW_MS", &ms.to_string())],
+        )
+    };
+    let listed = |ms: u64, status: &str| {
+        keys_of(&at(ms, &["list", "--status", status, "--json"]).json()["items"])
+            .contains(&key.key.to_string())
+    };
+    let fresh = || {
+        let _ = block_on(store.delete(&key.key));
+        clock.set(t0);
+        claim(&store, &key, lease);
+    };
+    for (ms, ended) in [
+        (deadline - 1, false),
+        (deadline, true),
+        (deadline + 1, true),
+    ] {
+        fresh();
+        assert_eq!(
+            listed(ms, "pending"),
+            !ended,
+            "list --status pending at {ms}"
+        );
+        assert_eq!(
+            listed(ms, "expired"),
+            ended,
+            "list --status expired at {ms}"
+        );
+        let show = at(ms, &["show", key.key.as_str(), "--json"]).json();
+        assert_eq!(show["status"], if ended { "expired" } else { "pending" });
+
+        let purge = at(ms, &["purge-expired", "--json"]).json();
+        assert_eq!(purge["removed"], u64::from(ended), "purge-expired at {ms}");
+
+        fresh();
+        let delete = at(ms, &["delete", key.key.as_str()]);
+        assert_eq!(
+            delete.code,
+            if ended { 0 } else { 1 },
+            "delete at {ms}: {}",
+            delete.stderr
+        );
+
+        fresh();
+        clock.set(Timestamp(ms));
+        let req = ClaimRequest {
+            execution_id: uuid::Uuid::new_v4(),
+            fingerprint: key.fingerprint,
+            lease,
+            refresh: false,
+        };
+        let taken = match block_on(store.try_claim(&key.key, &req)).unwrap() {
+            Claim::Acquired { takeover, .. } => takeover,
+            Claim::Existing(o) => {
+                assert_eq!(o.status(), RecordStatus::Pending);
+                false
+            }
+        };
+        assert_eq!(taken, ended, "takeover at {ms}");
+    }
+}
+
+/// Redis's clock, in ms since the Unix epoch (`TIME`).
+fn redis_now_ms(conn: &mut idempotency::redis::redis::Connection) -> u64 {
+    let (secs, micros): (u64, u64) = idempotency::redis::redis::cmd("TIME").query(conn).unwrap();
+    secs * 1000 + micros / 1000
+}
+
+#[test]
+fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen() {
+    use idempotency::RedisStorage;
+
+    let test =
+        "redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen";
+    let Some(target) = harness::Target::get(test) else {
+        return;
+    };
+    let prefix = harness::unique_prefix(test);
+    let store = RedisStorage::builder(target.url.clone())
+        .prefix(prefix.clone())
+        .open()
+        .unwrap();
+    let manager = IdempotencyManager::new(store.clone());
+    let op = "shop::Orders::place";
+    let mut enc = KeyEncoder::new(op, 1);
+    enc.scope(&"tenant-7").custom_key("order-42").arg(&42_u64);
+    let custom = idempotency::Call::new(enc.finish().unwrap());
+    manager.execute_sync(&custom, || vec![1_u32, 2]).unwrap();
+    let lines: BTreeMap<String, Vec<i64>> = [("sku-1".into(), vec![2, -1])].into();
+    let mut enc = KeyEncoder::new("billing::charge", 2);
+    enc.scope(&"tenant-7")
+        .arg(&7_u64)
+        .arg(&lines)
+        .arg(&None::<String>);
+    let derived = idempotency::Call::new(enc.finish().unwrap());
+    manager
+        .execute_sync(&derived, || "charged".to_owned())
+        .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let run_in = |prefix: &str, args: &[&str]| {
+        let mut all = vec!["--store", target.url.as_str(), "--redis-prefix", prefix];
+        all.extend_from_slice(args);
+        cli(tmp.path(), &all, &[])
+    };
+    let run = |args: &[&str]| run_in(&prefix, args);
+
+    let by_custom = run(&[
+        "show",
+        "--operation",
+        op,
+        "--custom-key",
+        "order-42",
+        "--scope",
+        "tenant-7",
+        "--json",
+    ]);
+    assert_eq!(by_custom.code, 0, "{}", by_custom.stderr);
+    let v = by_custom.json();
+    assert_eq!(v["key"], custom.key.as_str());
+    assert_eq!(v["result"], "[1, 2]");
+    // Without the scope it is another key.
+    let unscoped = run(&["show", "--operation", op, "--custom-key", "order-42"]);
+    assert_eq!(unscoped.code, 4);
+
+    let by_args = [
+        "--operation",
+        "billing::charge",
+        "--version",
+        "2",
+        "--scope",
+        "tenant-7",
+        "--args-json",
+        r#"[7, {"sku-1": [2, -1]}, null]"#,
+    ];
+    let mut show = vec!["show"];
+    show.extend_from_slice(&by_args);
+    show.push("--json");
+    let v = run(&show).json();
+    assert_eq!(v["key"], derived.key.as_str());
+    assert_eq!(v["result"], r#""charged""#);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idempotency"))
+        .args([
+            "--store",
+            &target.url,
+            "--redis-prefix",
+            &prefix,
+            "show",
+            "--raw",
+        ])
+        .args(by_args)
+        .output()
+        .unwrap();
+    let stored = block_on(store.get(&derived.key))
+        .unwrap()
+        .unwrap()
+        .record
+        .result;
+    assert_eq!(out.stdout, stored);
+    let mut delete = vec!["delete"];
+    delete.extend_from_slice(&by_args);
+    assert_eq!(run(&delete).code, 0);
+    assert!(block_on(store.get(&derived.key)).unwrap().is_none());
+
+    // A prefix with no records: a note names the prefixes a bounded SCAN saw.
+    let empty = run_in("no-such-prefix:", &["list"]);
+    assert_eq!(empty.code, 0, "{}", empty.stderr);
+    assert!(empty.stdout.ends_with("0 entries\n"), "{}", empty.stdout);
+    assert!(
+        empty
+            .stderr
+            .contains("no records under the Redis prefix `no-such-prefix:`")
+            && empty.stderr.contains(&format!("`{prefix}`")),
+        "{}",
+        empty.stderr
+    );
+    let stats = run_in("no-such-prefix:", &["stats"]);
+    assert!(
+        stats.stderr.contains(&format!("`{prefix}`")),
+        "{}",
+        stats.stderr
+    );
+    // A prefix with records: no note.
+    assert!(!run(&["list"]).stderr.contains("note:"));
+
+    let mut conn = target.sync_connection();
+    harness::cleanup(&mut conn, &prefix);
+}
+
+/// The lease boundary on Redis, whose clock cannot be injected: a `Pending` record whose lease
+/// deadline Redis's own clock has reached (`now >= deadline`) is over for takeover, `list
+/// --status` and `delete`, and one whose deadline is ahead is live for all three. (Redis
+/// removes records itself when their key expires, so `purge-expired` removes nothing there.)
+#[test]
+fn redis_lease_boundary_is_one_rule_for_takeover_list_and_delete() {
+    use idempotency::RedisStorage;
+
+    let test = "redis_lease_boundary_is_one_rule_for_takeover_list_and_delete";
+    let Some(target) = harness::Target::get(test) else {
+        return;
+    };
+    let prefix = harness::unique_prefix(test);
+    let store = RedisStorage::builder(target.url.clone())
+        .prefix(prefix.clone())
+        .open()
+        .unwrap();
+    let mut conn = target.sync_connection();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--store", target.url.as_str(), "--redis-prefix", &prefix];
+        all.extend_from_slice(args);
+        cli(tmp.path(), &all, &[])
+    };
+    let listed = |status: &str, key: &DerivedKey| {
+        keys_of(&run(&["list", "--status", status, "--json"]).json()["items"])
+            .contains(&key.key.to_string())
+    };
+    let ended: Vec<DerivedKey> = ["ended-1", "ended-2"]
+        .iter()
+        .map(|a| derive("billing::charge", a))
+        .collect();
+    let mut deadline = 0;
+    for k in &ended {
+        let req = ClaimRequest {
+            execution_id: uuid::Uuid::new_v4(),
+            fingerprint: k.fingerprint,
+            lease: Duration::from_millis(1),
+            refresh: false,
+        };
+        match block_on(store.try_claim(&k.key, &req)).unwrap() {
+            Claim::Acquired { lease_until, .. } => deadline = deadline.max(lease_until.as_millis()),
+            other => panic!("{other:?}"),
+        }
+    }
+    let live = derive("billing::charge", "live");
+    claim(&store, &live, HOUR);
+    // Wait for Redis's clock to reach the deadline (its own clock; none to inject).
+    while redis_now_ms(&mut conn) < deadline {
+        std::thread::yield_now();
+    }
+
+    assert!(listed("expired", &ended[0]) && !listed("pending", &ended[0]));
+    assert!(listed("pending", &live) && !listed("expired", &live));
+    assert_eq!(
+        run(&["show", ended[0].key.as_str(), "--json"]).json()["status"],
+        "expired"
+    );
+    let d = run(&["delete", ended[0].key.as_str()]);
+    assert_eq!(
+        d.code, 0,
+        "a lease that ended needs no --force: {}",
+        d.stderr
+    );
+    let d = run(&["delete", live.key.as_str()]);
+    assert_eq!(d.code, 1, "a live lease needs --force: {}", d.stderr);
+    assert!(d.stderr.contains("--force"), "{}", d.stderr);
+
+    let req = |k: &DerivedKey| ClaimRequest {
+        execution_id: uuid::Uuid::new_v4(),
+        fingerprint: k.fingerprint,
+        lease: HOUR,
+        refresh: false,
+    };
+    match block_on(store.try_claim(&ended[1].key, &req(&ended[1]))).unwrap() {
+        Claim::Acquired { takeover, .. } => assert!(takeover),
+        other => panic!("an ended lease is taken over: {other:?}"),
+    }
+    match block_on(store.try_claim(&live.key, &req(&live))).unwrap() {
+        Claim::Existing(o) => assert_eq!(o.status(), RecordStatus::Pending),
+        other => panic!("a live lease is not taken over: {other:?}"),
+    }
+    harness::cleanup(&mut conn, &prefix);
+}

@@ -389,3 +389,230 @@ fn scenario_10_emissions_job_worker_crash_is_taken_over_by_the_other_worker() {
     assert_eq!(survivor.executed + survivor.replayed, ACCEPTED + 3);
     assert_eq!(read(dir.0.join("report.csv")), reference_report().0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The job's command line, as a user meets it: `--help`, unknown options and stray arguments,
+// `--crash-after` when nothing runs, the log line of a wait on a crashed worker's lease, and a
+// Redis URL in a build without the `redis` feature. The child runs the program's own entry
+// point (`emissions::main_with`) and exits with its code.
+
+const CLI_ARGS: &str = "EMISSIONS_CLI_ARGS";
+
+/// The child side: the whole program with the given arguments.
+#[test]
+fn cli_process_role() {
+    let Ok(raw) = std::env::var(CLI_ARGS) else {
+        return;
+    };
+    let args: Vec<String> = if raw.is_empty() {
+        Vec::new()
+    } else {
+        raw.split(SEP).map(str::to_owned).collect()
+    };
+    std::process::exit(emissions::main_with(args));
+}
+
+struct Program {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn program(args: &[&str]) -> Program {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "cli_process_role",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CLI_ARGS, args.join(&SEP.to_string()))
+        .env_remove("IDEMPOTENCY_URL")
+        .output()
+        .unwrap();
+    Program {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A small input: the header and the first `rows` data rows of the sample ledger.
+fn small_input(dir: &Path, rows: usize) -> PathBuf {
+    let sample =
+        read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/activities_sample.csv"));
+    let text: String = sample
+        .lines()
+        .take(rows + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.join("input.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn main_job_help_prints_every_option_with_its_default_and_exits_0() {
+    let p = program(&["--help"]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    for option in [
+        "--input",
+        "--factors",
+        "--out",
+        "--store",
+        "--crash-after",
+        "--lease-ms",
+    ] {
+        let line = p
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(option))
+            .unwrap_or_else(|| panic!("{option} missing from --help:\n{}", p.stdout));
+        assert!(
+            line.contains("[default: "),
+            "{option} has no default: {line}"
+        );
+    }
+    assert!(p.stdout.contains("[default: 10000]"), "{}", p.stdout);
+    assert!(p.stdout.contains("activities_sample.csv"), "{}", p.stdout);
+    assert!(!p.stderr.contains("error"), "{}", p.stderr);
+}
+
+#[test]
+fn main_job_names_unknown_options_and_stray_arguments() {
+    let p = program(&["--frobnicate", "1"]);
+    assert_eq!(p.code, 2);
+    assert!(
+        p.stderr.contains("unknown option `--frobnicate`"),
+        "{}",
+        p.stderr
+    );
+    // Once "needs a value": an unknown flag is unknown, with or without a value after it.
+    let p = program(&["--frobnicate"]);
+    assert_eq!(p.code, 2);
+    assert!(
+        p.stderr.contains("unknown option `--frobnicate`"),
+        "{}",
+        p.stderr
+    );
+    assert!(!p.stderr.contains("needs a value"), "{}", p.stderr);
+    let p = program(&["report"]);
+    assert_eq!(p.code, 2);
+    assert!(p.stderr.contains("stray argument `report`"), "{}", p.stderr);
+    let p = program(&["--out", "/tmp/x", "extra"]);
+    assert_eq!(p.code, 2);
+    assert!(p.stderr.contains("stray argument `extra`"), "{}", p.stderr);
+    // A known option without its value says so.
+    let p = program(&["--lease-ms"]);
+    assert_eq!(p.code, 2);
+    assert!(p.stderr.contains("--lease-ms"), "{}", p.stderr);
+    let p = program(&["--lease-ms", "0"]);
+    assert_eq!(p.code, 2, "a lease of 0 ms is refused: {}", p.stderr);
+}
+
+#[test]
+fn main_job_crash_after_when_nothing_runs_says_so_and_how_to_start_fresh() {
+    let dir = TempDir::new("crash-nothing");
+    let input = small_input(&dir.0, 4);
+    let input = input.display().to_string();
+    let out = dir.0.display().to_string();
+    let first = program(&["--input", &input, "--out", &out]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stdout.contains("records=4 executed=4"),
+        "{}",
+        first.stdout
+    );
+
+    let again = program(&["--input", &input, "--out", &out, "--crash-after", "100"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("executed=0 replayed=4"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stderr
+            .contains("--crash-after 100: did not crash: nothing ran"),
+        "{}",
+        again.stderr
+    );
+    assert!(again.stderr.contains("new --out DIR"), "{}", again.stderr);
+    assert!(again.stderr.contains(&dir.store_url()), "{}", again.stderr);
+
+    // Following the advice crashes as asked.
+    let fresh = dir.0.join("fresh").display().to_string();
+    let crash = program(&["--input", &input, "--out", &fresh, "--crash-after", "2"]);
+    assert_ne!(crash.code, 0, "{}", crash.stderr);
+    assert!(
+        crash.stderr.contains("--crash-after 2: aborting"),
+        "{}",
+        crash.stderr
+    );
+}
+
+#[test]
+fn main_job_waiting_on_a_crashed_workers_lease_logs_the_row_and_how_long() {
+    let dir = TempDir::new("crash-wait");
+    let input = small_input(&dir.0, 3);
+    let input = input.display().to_string();
+    let out = dir.0.display().to_string();
+    let lease = ["--lease-ms", "800"];
+    let mut crashing = vec!["--input", &input, "--out", &out, "--crash-after", "1"];
+    crashing.extend(lease);
+    let crash = program(&crashing);
+    assert_ne!(crash.code, 0, "{}", crash.stderr);
+
+    let mut resume = vec!["--input", &input, "--out", &out];
+    resume.extend(lease);
+    let resumed = program(&resume);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    // Row 1 (file line 2) was left pending by the crashed run.
+    let line = resumed
+        .stderr
+        .lines()
+        .find(|l| l.contains("is held by another worker"))
+        .unwrap_or_else(|| panic!("no wait logged:\n{}", resumed.stderr));
+    assert!(
+        line.contains("line 2 (record id `ACM-202401-00001`)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("waiting") && line.contains("s for its lease to end"),
+        "{line}"
+    );
+    assert!(
+        resumed
+            .stderr
+            .contains("line 2 (record id `ACM-202401-00001`): waited "),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        resumed.stdout.contains("records=3 executed=3"),
+        "{}",
+        resumed.stdout
+    );
+}
+
+#[test]
+fn main_job_redis_store_without_the_feature_prints_the_command_that_works() {
+    let dir = TempDir::new("redis-feature");
+    let out = dir.0.display().to_string();
+    // Port 1: nothing listens, so a build with the feature fails to connect instead.
+    let p = program(&["--out", &out, "--store", "redis://127.0.0.1:1/0"]);
+    assert_eq!(p.code, 1, "{}", p.stderr);
+    if cfg!(feature = "redis") {
+        assert!(!p.stderr.contains("--features redis"), "{}", p.stderr);
+    } else {
+        assert!(
+            p.stderr.contains(
+                "cargo run --release --features redis --example emissions_pipeline -- --store redis://127.0.0.1:1/0"
+            ),
+            "{}",
+            p.stderr
+        );
+    }
+}

@@ -56,36 +56,58 @@ impl Default for Args {
     }
 }
 
-pub const USAGE: &str = "usage: emissions_pipeline [--input CSV] [--factors CSV] [--out DIR] \
-[--store URL] [--crash-after K] [--lease-ms MS]";
+/// The job's command line (clap). Every option has a default, printed by `--help`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "emissions_pipeline",
+    about = "The emissions batch: kg CO2e per ledger row, each row one idempotent operation \
+             keyed by its record id; safe to re-run, to crash and to run twice at once.",
+    after_help = "Prints one summary line on stdout: \
+                  records=N executed=E replayed=R rejected=B mismatched=M kg_co2e=T.\n\
+                  Exit codes: 0 done; 1 the job failed; 2 a usage error."
+)]
+struct Cli {
+    /// The activity ledger (CSV).
+    #[arg(long, value_name = "CSV", default_value_os_t = Args::default().input)]
+    input: PathBuf,
+    /// The emission factor table (CSV).
+    #[arg(long, value_name = "CSV", default_value_os_t = Args::default().factors)]
+    factors: PathBuf,
+    /// Where the output ledger, report, chart and errors file go (and the default store).
+    #[arg(long, value_name = "DIR", default_value_os_t = Args::default().out)]
+    out: PathBuf,
+    /// The idempotency store: `file:///path`, `memory://`, `redis://host:port/db` (feature
+    /// `redis`). [default: the IDEMPOTENCY_URL environment variable, else file://<out>/store]
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Abort the process right after the K-th ledger append of this run, before its record
+    /// completes (to try crash-and-resume). [default: never]
+    #[arg(long, value_name = "K")]
+    crash_after: Option<u64>,
+    /// The lease of one row's call, in milliseconds: how long a crashed worker's row blocks
+    /// the others.
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    lease_ms: u64,
+}
 
 impl Args {
-    /// Parses command-line arguments (without the program name).
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
-        let mut a = Args::default();
-        let mut it = args.into_iter();
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                return Err(USAGE.to_owned());
-            }
-            let value = it
-                .next()
-                .ok_or_else(|| format!("`{flag}` needs a value\n{USAGE}"))?;
-            let number = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("`{flag}`: `{v}` is not a non-negative integer"))
-            };
-            match flag.as_str() {
-                "--input" => a.input = value.into(),
-                "--factors" => a.factors = value.into(),
-                "--out" => a.out = value.into(),
-                "--store" => a.store = Some(value),
-                "--crash-after" => a.crash_after = Some(number(&value)?),
-                "--lease-ms" => a.lease = Duration::from_millis(number(&value)?.max(1)),
-                _ => return Err(format!("unknown argument `{flag}`\n{USAGE}")),
-            }
-        }
-        Ok(a)
+    /// Parses command-line arguments (without the program name). `Err` is clap's error:
+    /// `--help` (print it to stdout, exit 0) or a usage error naming the unknown option or
+    /// stray argument (print it to stderr, exit 2); [`clap::Error::print`] and
+    /// [`clap::Error::exit_code`] do both.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, clap::Error> {
+        use clap::Parser as _;
+        let cli =
+            Cli::try_parse_from(std::iter::once("emissions_pipeline".to_owned()).chain(args))?;
+        Ok(Args {
+            input: cli.input,
+            factors: cli.factors,
+            out: cli.out,
+            store: cli.store,
+            crash_after: cli.crash_after,
+            lease: Duration::from_millis(cli.lease_ms),
+        })
     }
 
     /// The store URL this job uses.
@@ -199,14 +221,77 @@ impl Pipeline for EmissionsRow<'_> {
     }
 }
 
+/// The whole program: parses `args` (without the program name), runs the job, prints the
+/// summary line (stdout) or the error (stderr), and returns the exit code: 0 done, 1 the job
+/// failed, 2 a usage error; `--help` prints every option with its default and returns 0.
+pub fn main_with(args: impl IntoIterator<Item = String>) -> i32 {
+    let args = match Args::parse(args) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e),
+    };
+    match run(&args) {
+        Ok(summary) => {
+            println!("{summary}");
+            0
+        }
+        Err(e) => {
+            eprintln!("emissions: error: {e}");
+            1
+        }
+    }
+}
+
+/// Prints a parse error (or `--help`) and returns its exit code. An unexpected argument is
+/// named for what it is: an unknown option (`--frobnicate`) or a stray argument (`report`).
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind as Kind};
+    if e.kind() == Kind::UnknownArgument {
+        if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+            let what = if arg.starts_with('-') {
+                format!("unknown option `{arg}`")
+            } else {
+                format!(
+                    "stray argument `{arg}`: this job takes no positional arguments (every \
+                     setting is an option, `--name value`)"
+                )
+            };
+            let rendered = e.render().to_string();
+            let rest = rendered.split_once('\n').map_or("", |(_, r)| r);
+            eprint!("error: {what}\n{rest}");
+            return 2;
+        }
+    }
+    let _ = e.print();
+    e.exit_code()
+}
+
 /// Runs the job against the store named by `args` (see [`Args::store_url`]).
 pub fn run(args: &Args) -> Result<Summary, JobError> {
     let url = args.store_url();
     let manager = StoreUrl::parse(&url)
         .and_then(|u| u.open_manager())
-        .map_err(|e| format!("store `{url}`: {e}"))?;
+        .map_err(|e| store_error(&url, &e))?;
     eprintln!("emissions: store {url}");
     run_with_manager(args, manager)
+}
+
+/// Why the store did not open; for a Redis URL without the `redis` feature, the command that
+/// runs this job with it.
+fn store_error(url: &str, e: &idempotency::Error) -> String {
+    let redis =
+        url.trim_start().starts_with("redis://") || url.trim_start().starts_with("rediss://");
+    if redis && e.kind() == ErrorKind::Config && !cfg!(feature = "redis") {
+        let feature = if url.trim_start().starts_with("rediss://") {
+            "redis-tls"
+        } else {
+            "redis"
+        };
+        return format!(
+            "store `{url}`: this build has no Redis store (the `{feature}` feature is off); run:\n  \
+             cargo run --release --features {feature} --example emissions_pipeline -- --store {url}"
+        );
+    }
+    format!("store `{url}`: {e}")
 }
 
 struct Progress {
@@ -322,18 +407,28 @@ pub fn run_with_manager(args: &Args, manager: IdempotencyManager) -> Result<Summ
         progress.tick(done, total, &summary);
     }
     for (line, row) in deferred {
+        let timeout = args.lease * 3 + Duration::from_secs(5);
         let call = pipeline
             .call_with_key(&row.record_id, row)
             .map_err(|e| format!("line {line}: {e}"))?
-            .on_conflict(ConflictPolicy::Wait {
-                timeout: args.lease * 3 + Duration::from_secs(5),
-            });
+            .on_conflict(ConflictPolicy::Wait { timeout });
+        let waiting = log_wait(&pipeline, &call, line, &row.record_id, timeout);
         let r = pipeline.execute_call(&call, row);
+        if let Some(started) = waiting {
+            eprintln!(
+                "emissions: line {line} (record id `{}`): waited {:.1}s for the other worker's lease",
+                row.record_id,
+                started.elapsed().as_secs_f64()
+            );
+        }
         record(r, line, row, &mut summary, &mut accepted, &mut errors)?;
         done += 1;
         progress.tick(done, total, &summary);
     }
     progress.bar.finish_and_clear();
+    if let Some(k) = args.crash_after {
+        crash_not_reached(args, k, pipeline.pipeline().appended.load(Ordering::SeqCst));
+    }
 
     summary.co2e_mg = accepted.values().map(|e| e.co2e_mg).sum();
     let totals = report::totals(accepted.values());
@@ -358,6 +453,48 @@ pub fn run_with_manager(args: &Args, manager: IdempotencyManager) -> Result<Summ
         args.out.display()
     );
     Ok(summary)
+}
+
+/// Logs the wait on a row another worker holds: which row, until when its lease runs, and how
+/// long this run waits at most. Returns when the wait started (`None`: not held any more).
+fn log_wait(
+    pipeline: &IdempotentPipeline<EmissionsRow<'_>>,
+    call: &idempotency::Call,
+    line: u64,
+    record_id: &str,
+    timeout: Duration,
+) -> Option<std::time::Instant> {
+    let info = pipeline.status_of(call).ok()?.record?;
+    if info.status != idempotency::RecordStatus::Pending {
+        return None;
+    }
+    eprintln!(
+        "emissions: line {line} (record id `{record_id}`) is held by another worker (a crashed \
+         one, if it never finishes): waiting {:.1}s for its lease to end (at most {}s)",
+        info.time_to_live.as_secs_f64(),
+        timeout.as_secs()
+    );
+    Some(std::time::Instant::now())
+}
+
+/// `--crash-after K` when this run appended fewer than K ledger lines, so it never crashed:
+/// says so, and how to start fresh.
+fn crash_not_reached(args: &Args, k: u64, appended: u64) {
+    let what = if appended == 0 {
+        "nothing ran: every row is already done in the store".to_owned()
+    } else {
+        format!("only {appended} row(s) ran; every other row is already done in the store")
+    };
+    let fresh = if args.store.is_none() && std::env::var(StoreUrl::ENV).is_err() {
+        "pass a new --out DIR (the store lives in <out>/store)".to_owned()
+    } else {
+        "pass a new --out DIR and an empty store (--store)".to_owned()
+    };
+    eprintln!(
+        "emissions: --crash-after {k}: did not crash: {what} `{}` (rows are done once per record \
+         id for 30 days). To start fresh, {fresh}.",
+        args.store_url()
+    );
 }
 
 /// The pre-call check: a row that does not validate is rejected here, never cached, so its

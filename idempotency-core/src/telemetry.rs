@@ -32,7 +32,9 @@ pub(crate) enum Step {
     TookOver,
     Replayed,
     Conflict,
-    Mismatch { rejected: bool },
+    Mismatch {
+        rejected: bool,
+    },
     Completed,
     FailureCached,
     /// The function ran but its value could not be stored (SEMANTICS.md scenario 28).

@@ -2,8 +2,11 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Inspect and repair an idempotency store: list, show and delete records, purge expired ones,
-/// count them, and find (and remove) unreadable ones.
+use crate::select::Selector;
+
+/// Inspect and repair an idempotency store: list, show and delete records (by key, or found
+/// from a call's own inputs with `key`'s selectors), purge expired ones, count them, and find
+/// (and remove) unreadable ones.
 ///
 /// Exit codes: 0 ok; 1 problems found or action refused; 2 usage error, bad store URL or bad
 /// key; 3 store unreachable; 4 unknown key.
@@ -19,9 +22,9 @@ pub(crate) struct Cli {
 /// Options that every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The store: `file:///path`, `file://relative/path`, `redis://host:port/db`,
-    /// `postgres://user@host/db` (table `idempotency_records`; choose the schema with
-    /// `?options=-c%20search_path%3Dname`), `memory://`.
+    /// The store: `file:///path`, `file://relative/path`, a bare directory path,
+    /// `redis://host:port/db`, `postgres://user@host/db` (table `idempotency_records`; choose the
+    /// schema with `?options=-c%20search_path%3Dname`), `memory://`.
     /// Default: the `IDEMPOTENCY_URL` environment variable, else the file store in
     /// `.idempotency`.
     #[arg(long, global = true, value_name = "URL")]
@@ -39,16 +42,36 @@ pub(crate) struct Global {
 pub(crate) enum Command {
     /// List records (and unreadable entries), a store page at a time.
     List(ListArgs),
-    /// Show one record: status, times, TTL, holder, fingerprint, result size, error kind.
+    /// Print the idempotency key of a call, from its operation name and its custom key or
+    /// arguments (`--args-json`, `--value-json`), scope and version.
+    Key {
+        #[command(flatten)]
+        select: Selector,
+    },
+    /// Show one record: status, times, TTL, holder, fingerprint, the encoding and size of the
+    /// stored value, the stored value or error decoded (at most 4 KiB unless `--full`).
     Show {
-        /// The idempotency key (`operation:32 hex`, as `list` prints it).
-        key: String,
+        /// The idempotency key (`operation:32 hex`, as `list` prints it); or use the selectors.
+        #[arg(required_unless_present = "operation", conflicts_with = "operation")]
+        key: Option<String>,
+        #[command(flatten)]
+        select: Selector,
+        /// Write the stored value's bytes (CBOR) to stdout, nothing else: the result, or for a
+        /// failed record the stored error.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+        /// Print the whole decoded value, however long.
+        #[arg(long)]
+        full: bool,
     },
     /// Delete one record. A live `Pending` record (a call running now) is refused unless
     /// `--force`.
     Delete {
-        /// The idempotency key.
-        key: String,
+        /// The idempotency key; or use the selectors.
+        #[arg(required_unless_present = "operation", conflicts_with = "operation")]
+        key: Option<String>,
+        #[command(flatten)]
+        select: Selector,
         /// Also delete a live `Pending` record (its holder's result will be refused).
         #[arg(long)]
         force: bool,

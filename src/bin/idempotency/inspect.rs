@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use idempotency::{block_on, IdempotencyKey, Listed, RecordStatus};
+use idempotency::{block_on, IdempotencyKey, Listed, Record, RecordError, RecordStatus};
 use serde_json::json;
 
 use crate::args::{ListArgs, StatusFilter};
+use crate::decode;
 use crate::error::{CliError, Exit};
 use crate::render::{self, fields, human_duration, millis, stamp, table};
+use crate::select::Selector;
 use crate::store::Store;
 use crate::Output;
 
@@ -21,7 +23,13 @@ pub(crate) fn list(store: &Store, args: ListArgs) -> Result<Output, CliError> {
         ["STATUS", "KEY / LOCATION", "EXPIRES AT", "TTL", "RESULT"],
         &rows,
     );
-    human.push_str(&format!("{} entries\n", items.len()));
+    human.push_str(&plural(items.len() as u64, "entry", "entries"));
+    human.push('\n');
+    if items.is_empty() && args.cursor.is_none() {
+        if let Some(note) = store.empty_store_note() {
+            eprintln!("{note}");
+        }
+    }
     if let Some(c) = &next {
         human.push_str(&format!("more: --cursor {c}\n"));
     }
@@ -85,13 +93,38 @@ pub(crate) fn unknown_key(key: &IdempotencyKey) -> CliError {
     )
 }
 
-/// `show KEY`: every field of one record.
-pub(crate) fn show(store: &Store, key: &str) -> Result<Output, CliError> {
-    let key = parse_key(key)?;
-    let Some(o) = block_on(store.storage.get(&key))? else {
-        return Err(unknown_key(&key));
+/// How many bytes of decoded text `show` prints unless `--full`.
+pub(crate) const SHOW_MAX: usize = 4096;
+
+/// The key a command works on: its positional KEY, else the one the selectors derive.
+pub(crate) fn resolve(key: Option<&str>, select: &Selector) -> Result<IdempotencyKey, CliError> {
+    match key {
+        Some(k) => parse_key(k),
+        None => Ok(select.derive()?.key),
+    }
+}
+
+/// `show`: every field of one record, the encoding and size of its stored value, and the value
+/// or error decoded (bounded by [`SHOW_MAX`] unless `full`); `raw`: the stored value's bytes
+/// only (the result, or for a failed record the stored error).
+pub(crate) fn show(
+    store: &Store,
+    key: &IdempotencyKey,
+    raw: bool,
+    full: bool,
+) -> Result<Output, CliError> {
+    let Some(o) = block_on(store.storage.get(key))? else {
+        return Err(unknown_key(key));
     };
     let r = &o.record;
+    if raw {
+        let bytes = match &r.error {
+            Some(RecordError::Encoded(b)) => b.clone(),
+            _ => r.result.clone(),
+        };
+        return Ok(Output::raw(bytes));
+    }
+    let max = if full { usize::MAX } else { SHOW_MAX };
     let ttl = o.time_to_live();
     let mut pairs = vec![
         ("key", r.key.to_string()),
@@ -111,16 +144,90 @@ pub(crate) fn show(store: &Store, key: &str) -> Result<Output, CliError> {
         ("execution id", r.owner.execution_id.to_string()),
         ("fencing token", r.owner.fencing_token.to_string()),
         ("fingerprint", r.fingerprint.to_string()),
-        ("result size", format!("{} bytes", r.result.len())),
+        ("encoding", encoding(r.result.len())),
+        ("result size", bytes(r.result.len())),
         (
             "error kind",
             render::error_kind(&o).unwrap_or("-").to_owned(),
         ),
     ]);
-    if let Some(idempotency::RecordError::NotRetained(reason)) = &r.error {
-        pairs.push(("error reason", reason.clone()));
+    let mut json = render::record_json(&o);
+    let mut extra = serde_json::Map::new();
+    extra.insert("encoding".into(), "cbor".into());
+    extra.insert(
+        "record_format_version".into(),
+        Record::FORMAT_VERSION.into(),
+    );
+    if r.status == RecordStatus::Success {
+        let (text, cut) = decoded(&r.result, max);
+        pairs.push(("result", text.clone()));
+        extra.insert("result".into(), text.into());
+        extra.insert("result_truncated".into(), cut.into());
     }
-    Ok(Output::ok(render::record_json(&o), fields(&pairs)))
+    match &r.error {
+        Some(RecordError::NotRetained(reason)) => {
+            pairs.push(("error reason", reason.clone()));
+            pairs.push(("error", format!("the result was not retained: {reason}")));
+        }
+        Some(RecordError::Encoded(b)) => {
+            pairs.push(("error size", bytes(b.len())));
+            let (words, value) = match decode::decode(b) {
+                Ok(v) => (decode::error_words(&v, max), decode::diagnostic(&v, max).0),
+                Err(e) => {
+                    let t = format!("<not CBOR: {e}>");
+                    (t.clone(), t)
+                }
+            };
+            pairs.push(("error", words.clone()));
+            pairs.push(("error value", value.clone()));
+            extra.insert("error".into(), words.into());
+            extra.insert("error_value".into(), value.into());
+            extra.insert("error_bytes".into(), b.len().into());
+        }
+        None => {}
+    }
+    if let Some(m) = json.as_object_mut() {
+        m.extend(extra);
+    }
+    Ok(Output::ok(json, fields(&pairs)))
+}
+
+fn encoding(len: usize) -> String {
+    format!(
+        "CBOR (RFC 8949), record format version {}; {}",
+        Record::FORMAT_VERSION,
+        bytes(len)
+    )
+}
+
+/// The stored result as diagnostic text: `(text, cut)`.
+fn decoded(result: &[u8], max: usize) -> (String, bool) {
+    match decode::decode(result) {
+        Ok(v) => {
+            let (mut text, cut) = decode::diagnostic(&v, max);
+            if cut {
+                text.push_str(&format!(
+                    " (cut at {max} bytes; `show --full` prints all, `show --raw` writes the stored bytes)"
+                ));
+            }
+            (text, cut)
+        }
+        Err(e) => (format!("<not CBOR: {e}>"), false),
+    }
+}
+
+/// "1 byte" / "N bytes".
+pub(crate) fn bytes(n: usize) -> String {
+    plural(n as u64, "byte", "bytes")
+}
+
+/// "1 entry" / "2 entries".
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 /// What `stats` adds up while walking the store.
@@ -158,6 +265,11 @@ pub(crate) fn stats(store: &Store) -> Result<Output, CliError> {
         }
     })?;
     let records: u64 = t.by_status.values().sum();
+    if records == 0 && t.unreadable == 0 {
+        if let Some(note) = store.empty_store_note() {
+            eprintln!("{note}");
+        }
+    }
     let avg_ttl_ms =
         (t.live > 0).then(|| u64::try_from(t.live_ttl_ms / u128::from(t.live)).unwrap_or(u64::MAX));
     let json = json!({

@@ -1,10 +1,10 @@
 //! The commands that change the store: `delete`, `purge-expired`, `doctor --fix`.
 
-use idempotency::{block_on, ErrorKind, Listed, RecordStatus};
+use idempotency::{block_on, ErrorKind, IdempotencyKey, Listed, RecordStatus};
 use serde_json::json;
 
 use crate::error::{describe, kind_name, CliError, Exit};
-use crate::inspect::{parse_key, unknown_key};
+use crate::inspect::{plural, unknown_key};
 use crate::render::{fields, rfc3339, unreadable_json};
 use crate::store::Store;
 use crate::Output;
@@ -14,8 +14,8 @@ use crate::Output;
 /// A `Pending` record is removed with the store's compare-and-delete on its holder (`release`),
 /// so a record claimed again between the read and the removal is never removed by mistake. A
 /// live `Pending` record needs `--force`. A finished (or unreadable) record is deleted outright.
-pub(crate) fn delete(store: &Store, key: &str, force: bool) -> Result<Output, CliError> {
-    let key = parse_key(key)?;
+pub(crate) fn delete(store: &Store, key: &IdempotencyKey, force: bool) -> Result<Output, CliError> {
+    let key = key.clone();
     let (status, deleted) = match block_on(store.storage.get(&key)) {
         Ok(None) => return Err(unknown_key(&key)),
         Ok(Some(o)) if o.record.status == RecordStatus::Pending => {
@@ -70,7 +70,10 @@ pub(crate) fn purge_expired(store: &Store) -> Result<Output, CliError> {
     let json = json!({ "store": store.url, "removed": removed });
     Ok(Output::ok(
         json,
-        format!("removed {removed} expired records\n"),
+        format!(
+            "removed {}\n",
+            plural(removed, "expired record", "expired records")
+        ),
     ))
 }
 
@@ -151,5 +154,10 @@ pub(crate) fn doctor(store: &Store, fix: bool) -> Result<Output, CliError> {
     } else {
         Exit::Problems
     };
-    Ok(Output { json, human, exit })
+    Ok(Output {
+        json,
+        human,
+        exit,
+        raw: None,
+    })
 }
