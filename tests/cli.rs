@@ -896,7 +896,9 @@ fn key_usage_errors_name_the_missing_or_malformed_input() {
 // `#[idempotent]` functions on a file store, found again from their inputs alone.
 
 static MACRO_STORE: LazyLock<PathBuf> = LazyLock::new(|| {
-    let dir = std::env::temp_dir().join(format!(
+    // Under cargo's per-target temporary directory, not /tmp: a static is never dropped, so
+    // nothing would remove it.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "idempotency-cli-macro-{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()

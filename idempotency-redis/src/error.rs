@@ -32,7 +32,14 @@ impl Target {
     /// [`Error::Storage`] for `operation`: `reason` says where (`self`) and why ([`why`]); the
     /// Redis error is the source.
     pub(crate) fn error(&self, operation: &'static str, e: RedisError) -> Error {
-        let reason = format!("{}: {}", self.name, why(&e, self.db));
+        let mut reason = format!("{}: {}", self.name, why(&e, self.db));
+        if self.name.starts_with("rediss ") && e.is_timeout() {
+            // A TLS client facing a plain-text server waits for a handshake that never comes.
+            reason.push_str(
+                " (a `rediss://` URL speaks TLS: is the server listening for TLS on this port? \
+                 use `redis://` for a plain-text server)",
+            );
+        }
         Error::storage_with_reason(operation, reason, e)
     }
 }

@@ -99,6 +99,27 @@ fn a_silent_server_says_timed_out() {
     drop(accepted.join());
 }
 
+/// A `rediss://` URL facing a server that never completes the TLS handshake (a plain-text
+/// Redis does exactly that) says so: the timeout alone sent a user hunting.
+#[cfg(feature = "redis-tls")]
+#[test]
+fn a_rediss_url_that_times_out_asks_whether_the_server_speaks_tls() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::thread::spawn(move || listener.accept().map(|(socket, _)| socket));
+    let e = open_err(&format!("rediss://127.0.0.1:{port}/0"));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "idempotency store unavailable during connect: rediss 127.0.0.1:{port}: timed out \
+             (a `rediss://` URL speaks TLS: is the server listening for TLS on this port? use \
+             `redis://` for a plain-text server)"
+        )
+    );
+    assert_redis_source(&e);
+    drop(accepted.join());
+}
+
 #[test]
 fn an_out_of_range_database_says_bad_database_number() {
     let Some(target) = Target::get("an_out_of_range_database_says_bad_database_number") else {

@@ -51,22 +51,10 @@ impl fmt::Display for CliError {
     }
 }
 
-/// The snake_case name of an error kind, as printed by `--json`.
+/// The snake_case name of an error kind, as printed by `--json` (the library's stable name,
+/// [`ErrorKind::as_str`]).
 pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InProgress => "in_progress",
-        ErrorKind::FingerprintMismatch => "fingerprint_mismatch",
-        ErrorKind::InvalidKey => "invalid_key",
-        ErrorKind::Config => "config",
-        ErrorKind::StoreUnavailable => "store_unavailable",
-        ErrorKind::LeaseLost => "lease_lost",
-        ErrorKind::CorruptRecord => "corrupt_record",
-        ErrorKind::IncompatibleRecord => "incompatible_record",
-        ErrorKind::ResultNotRetained => "result_not_retained",
-        ErrorKind::CompletionNotRecorded => "completion_not_recorded",
-        ErrorKind::Encode => "encode",
-        _ => "other",
-    }
+    kind.as_str()
 }
 
 /// An error with its whole source chain on one line.
