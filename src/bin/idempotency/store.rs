@@ -24,7 +24,8 @@ pub(crate) struct Store {
 }
 
 /// The environment variable that pins the clock of a file store opened by the CLI, in
-/// milliseconds since the Unix epoch. For tests that pin lease and TTL boundaries only; not
+/// milliseconds since the Unix epoch, read by debug builds only. For tests that pin lease and TTL
+/// boundaries only; not
 /// documented for operators (a clock in the future would make `purge-expired` remove live
 /// records).
 const TEST_NOW_MS: &str = "IDEMPOTENCY_CLI_TEST_NOW_MS";
@@ -100,6 +101,11 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
 }
 
 fn test_clock() -> Result<Option<ManualClock>, CliError> {
+    // Debug builds only (what `cargo test` runs): a release binary an operator installs never
+    // reads it, so no stray variable can move its clock.
+    if !cfg!(debug_assertions) {
+        return Ok(None);
+    }
     let Ok(text) = std::env::var(TEST_NOW_MS) else {
         return Ok(None);
     };
