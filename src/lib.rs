@@ -126,6 +126,12 @@ pub fn idempotent_pipeline<P: Pipeline>(pipeline: P) -> Result<IdempotentPipelin
 #[doc(inline)]
 pub use idempotency_redis::{self as redis, RedisStorage};
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+/// The `Idempotency-Key` HTTP middleware for tower, axum and hyper (IETF
+/// draft-ietf-httpapi-idempotency-key-header, Stripe): [`http::IdempotencyLayer`].
+pub use idempotency_http as http;
+
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc(inline)]
