@@ -9,6 +9,7 @@
 #[path = "../redis/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+mod restart;
 mod scenarios;
 mod server;
 
