@@ -290,25 +290,30 @@ pub async fn server_error_is_not_stored_and_releases_the_key(store: Store) {
 }
 
 pub async fn response_over_store_limit_is_not_replayed_nor_stuck(store: Store) {
-    let Some(b) = store.open() else { return };
-    let layer = IdempotencyLayer::new(b.manager.clone()).max_stored_body(1024);
-    let srv = serve(
-        layer,
-        AppSpec {
-            padding: 4096,
-            ..AppSpec::default()
-        },
-    )
-    .await;
-    let http = Http::new(srv.addr);
-    let first = http.post("\"k-huge\"", BODY).await;
-    assert_eq!(first.status, 201);
-    assert_eq!(first.json()["padding"].as_str().map(str::len), Some(4096));
-    let retry = http.post("\"k-huge\"", BODY).await;
-    assert_eq!(retry.status, 201, "{retry:?}");
-    assert!(!retry.replayed(), "never replayed");
-    assert_eq!(retry.json()["execution"], 1);
-    assert_eq!(srv.app.executions.load(Ordering::SeqCst), 2);
+    // A body of known size (Content-Length) and a streamed one of unknown size: both reach the
+    // client whole, neither is stored, and the key is free for the retry.
+    for chunked in [false, true] {
+        let Some(b) = store.open() else { return };
+        let layer = IdempotencyLayer::new(b.manager.clone()).max_stored_body(1024);
+        let srv = serve(
+            layer,
+            AppSpec {
+                padding: 4096,
+                chunked,
+                ..AppSpec::default()
+            },
+        )
+        .await;
+        let http = Http::new(srv.addr);
+        let first = http.post("\"k-huge\"", BODY).await;
+        assert_eq!(first.status, 201);
+        assert_eq!(first.json()["padding"].as_str().map(str::len), Some(4096));
+        let retry = http.post("\"k-huge\"", BODY).await;
+        assert_eq!(retry.status, 201, "{retry:?}");
+        assert!(!retry.replayed(), "never replayed (chunked: {chunked})");
+        assert_eq!(retry.json()["execution"], 1);
+        assert_eq!(srv.app.executions.load(Ordering::SeqCst), 2);
+    }
 }
 
 pub async fn plain_hyper_service_is_protected(store: Store) {

@@ -1,12 +1,13 @@
 //! A test server (axum, or plain hyper) on a loopback socket, a real HTTP client, and the stores.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
@@ -77,9 +78,31 @@ pub struct App {
     pub statuses: Vec<StatusCode>,
     /// Bytes of padding in each response body.
     pub padding: usize,
+    /// Whether the body is streamed in chunks of unknown total size (no size hint).
+    pub chunked: bool,
 }
 
-async fn charge(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+/// A response body of 512-byte chunks with no size hint, as a streaming handler sends it.
+struct Chunks(Vec<Bytes>);
+
+impl axum::body::HttpBody for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let next = if self.0.is_empty() {
+            None
+        } else {
+            Some(Ok(hyper::body::Frame::data(self.0.remove(0))))
+        };
+        std::task::Poll::Ready(next)
+    }
+}
+
+async fn charge(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let n = app.executions.fetch_add(1, Ordering::SeqCst);
     let _ = app.started.send(());
     if let Some(g) = &app.gate {
@@ -97,15 +120,20 @@ async fn charge(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         "request": String::from_utf8_lossy(&body),
         "padding": "x".repeat(app.padding),
     });
-    (
-        status,
-        [
-            ("content-type", "application/json".to_owned()),
-            ("x-charge-execution", n.to_string()),
-            ("set-cookie", "session=abc".to_owned()),
-        ],
-        json.to_string(),
-    )
+    let head = [
+        ("content-type", "application/json".to_owned()),
+        ("x-charge-execution", n.to_string()),
+        ("set-cookie", "session=abc".to_owned()),
+    ];
+    if app.chunked {
+        let bytes = Bytes::from(json.to_string());
+        let chunks = (0..bytes.len())
+            .step_by(512)
+            .map(|i| bytes.slice(i..(i + 512).min(bytes.len())))
+            .collect();
+        return (status, head, axum::body::Body::new(Chunks(chunks))).into_response();
+    }
+    (status, head, json.to_string()).into_response()
 }
 
 async fn read(State(app): State<Arc<App>>) -> String {
@@ -123,6 +151,7 @@ pub struct AppSpec {
     pub gate: Option<Arc<Semaphore>>,
     pub statuses: Vec<StatusCode>,
     pub padding: usize,
+    pub chunked: bool,
 }
 
 impl Default for AppSpec {
@@ -131,6 +160,7 @@ impl Default for AppSpec {
             gate: None,
             statuses: Vec::new(),
             padding: 0,
+            chunked: false,
         }
     }
 }
@@ -144,6 +174,7 @@ pub async fn serve(layer: IdempotencyLayer, spec: AppSpec) -> Server {
         gate: spec.gate,
         statuses: spec.statuses,
         padding: spec.padding,
+        chunked: spec.chunked,
     });
     let router = Router::new()
         .route("/charges", post(charge))
