@@ -52,7 +52,9 @@ impl KeyError {
             }
             KeyError::Empty => "the idempotency key is empty".into(),
             KeyError::TooLong { len } => {
-                format!("the idempotency key is {len} bytes long; at most {MAX_KEY_BYTES} are accepted")
+                format!(
+                    "the idempotency key is {len} bytes long; at most {MAX_KEY_BYTES} are accepted"
+                )
             }
             KeyError::Malformed { reason } => {
                 format!("the Idempotency-Key header is not a structured-field string: {reason}")
@@ -108,7 +110,10 @@ pub fn parse_key_value(raw: &[u8], lenient: bool) -> Result<String, KeyError> {
             .position(|&b| matches!(b, b',' | b';' | b' ' | b'\t'))
             .unwrap_or(v.len());
         let bare = &v[..end];
-        if let Some(b) = bare.iter().find(|&&b| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'\\') {
+        if let Some(b) = bare
+            .iter()
+            .find(|&&b| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'\\')
+        {
             let _ = b;
             return Err(KeyError::Malformed {
                 reason: "a bare key may hold only visible ASCII without quotes or backslashes",
@@ -191,9 +196,15 @@ mod tests {
     #[test]
     fn sf_strings_tokens_and_refusals() {
         assert_eq!(parse_key_value(b"\"abc\"", false), Ok("abc".into()));
-        assert_eq!(parse_key_value(b"  \"a\\\"b\\\\c\" ", false), Ok("a\"b\\c".into()));
+        assert_eq!(
+            parse_key_value(b"  \"a\\\"b\\\\c\" ", false),
+            Ok("a\"b\\c".into())
+        );
         assert_eq!(parse_key_value(b"abc-123", true), Ok("abc-123".into()));
-        assert!(matches!(parse_key_value(b"abc", false), Err(KeyError::Malformed { .. })));
+        assert!(matches!(
+            parse_key_value(b"abc", false),
+            Err(KeyError::Malformed { .. })
+        ));
         assert_eq!(parse_key_value(b"\"\"", true), Err(KeyError::Empty));
         assert_eq!(parse_key_value(b"", true), Err(KeyError::Empty));
         assert_eq!(parse_key_value(b"\"a\", \"b\"", true), Err(KeyError::List));
@@ -201,14 +212,31 @@ mod tests {
         let long = format!("\"{}\"", "k".repeat(MAX_KEY_BYTES + 1));
         assert_eq!(
             parse_key_value(long.as_bytes(), true),
-            Err(KeyError::TooLong { len: MAX_KEY_BYTES + 1 })
+            Err(KeyError::TooLong {
+                len: MAX_KEY_BYTES + 1
+            })
         );
         let max = format!("\"{}\"", "k".repeat(MAX_KEY_BYTES));
         assert!(parse_key_value(max.as_bytes(), true).is_ok());
-        assert!(matches!(parse_key_value(b"\"abc", true), Err(KeyError::Malformed { .. })));
-        assert!(matches!(parse_key_value(b"\"a\\nb\"", true), Err(KeyError::Malformed { .. })));
-        assert!(matches!(parse_key_value(b"\"a\";p=1", true), Err(KeyError::Malformed { .. })));
-        assert!(matches!(parse_key_value(b"\"a\" x", true), Err(KeyError::Malformed { .. })));
-        assert!(matches!(parse_key_value(b"a\"b", true), Err(KeyError::Malformed { .. })));
+        assert!(matches!(
+            parse_key_value(b"\"abc", true),
+            Err(KeyError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_key_value(b"\"a\\nb\"", true),
+            Err(KeyError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_key_value(b"\"a\";p=1", true),
+            Err(KeyError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_key_value(b"\"a\" x", true),
+            Err(KeyError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_key_value(b"a\"b", true),
+            Err(KeyError::Malformed { .. })
+        ));
     }
 }

@@ -45,7 +45,12 @@
 //! until then retries get 409, after it exactly one retry runs the handler (SEMANTICS.md
 //! scenario 9).
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 
 mod body;
 mod key;
@@ -422,8 +427,10 @@ where
     if !config.methods.contains(req.method()) {
         return pass_through(inner, req).await;
     }
-    let key = match parse_key_header(req.headers().get_all(IDEMPOTENCY_KEY), config.lenient_tokens)
-    {
+    let key = match parse_key_header(
+        req.headers().get_all(IDEMPOTENCY_KEY),
+        config.lenient_tokens,
+    ) {
         Ok(Some(k)) => k,
         Ok(None) if config.require_key => {
             return Ok(problem_response(
@@ -677,7 +684,9 @@ fn error_response<B: Body>(config: &Config, e: &Error) -> Response<ResponseBody<
         | Error::CompletionNotRecorded { .. }
         | Error::ResultNotRetained { .. } => (
             ProblemType::ResponseNotRecorded,
-            format!("the request ran under this idempotency key but its response was not recorded: {e}"),
+            format!(
+                "the request ran under this idempotency key but its response was not recorded: {e}"
+            ),
         ),
         e if e.is_store_unavailable() => (
             ProblemType::StoreUnavailable,

@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-/// Where the problem types are documented by default: `docs/http-problems.md` in the repository,
+/// Where the problem types are documented by default: `docs/http.md` in the repository,
 /// one anchor per type (the IETF draft asks error responses to link to documentation).
 pub const DEFAULT_PROBLEM_BASE: &str =
-    "https://example.invalid/idempotency/blob/main/docs/http-problems.md#";
+    "https://example.invalid/idempotency/blob/main/docs/http.md#";
 
 /// The problem types the layer answers with. Each one's `type` URI is the problem base
 /// ([`IdempotencyLayer::problem_base`](crate::IdempotencyLayer::problem_base)) followed by

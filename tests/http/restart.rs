@@ -114,7 +114,10 @@ async fn killed_while_running_then_restarted(store_url: &str, data: &Path) {
     }
     drop(first); // SIGKILL while the handler runs
     lost.abort();
-    assert!(ledger(data).is_empty(), "no charge was made before the kill");
+    assert!(
+        ledger(data).is_empty(),
+        "no charge was made before the kill"
+    );
 
     let second = start(store_url, data, 0);
     let http = Http::new(second.addr);
@@ -127,7 +130,10 @@ async fn killed_while_running_then_restarted(store_url: &str, data: &Path) {
             409 => {
                 assert_eq!(
                     a.json()["type"],
-                    format!("{}idempotency-key-in-use", idempotency::http::DEFAULT_PROBLEM_BASE)
+                    format!(
+                        "{}idempotency-key-in-use",
+                        idempotency::http::DEFAULT_PROBLEM_BASE
+                    )
                 );
                 assert!(Instant::now() < deadline, "the key stayed blocked");
                 // The client honours Retry-After (1 s) as a real client would.
@@ -147,7 +153,12 @@ async fn killed_while_running_then_restarted(store_url: &str, data: &Path) {
         assert_eq!(again.json()["id"], charge["id"]);
     }
     let read = http
-        .send("GET", &format!("/charges/{}", charge["id"].as_str().unwrap()), &[], "")
+        .send(
+            "GET",
+            &format!("/charges/{}", charge["id"].as_str().unwrap()),
+            &[],
+            "",
+        )
         .await;
     assert_eq!(read.status, 200);
     assert_eq!(read.json()["id"], charge["id"]);

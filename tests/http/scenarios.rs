@@ -104,13 +104,16 @@ pub async fn fifty_concurrent_posts_under_wait_policy_get_one_replay(store: Stor
 
 pub async fn replay_is_exact_and_marked(store: Store) {
     let Some(b) = store.open() else { return };
-    let layer = IdempotencyLayer::new(b.manager.clone())
-        .exclude_header(axum::http::header::SET_COOKIE);
+    let layer =
+        IdempotencyLayer::new(b.manager.clone()).exclude_header(axum::http::header::SET_COOKIE);
     let srv = serve(layer, AppSpec::default()).await;
     let http = Http::new(srv.addr);
     let first = http.post("\"k-exact\"", BODY).await;
     assert_eq!(first.status, 201);
-    assert!(first.headers.contains_key("set-cookie"), "the first gets it");
+    assert!(
+        first.headers.contains_key("set-cookie"),
+        "the first gets it"
+    );
     let again = http.post("\"k-exact\"", BODY).await;
     assert_eq!(again.status, 201);
     assert_eq!(again.body, first.body);
@@ -129,7 +132,9 @@ pub async fn replay_is_exact_and_marked(store: Store) {
     assert!(bare.replayed());
     assert_eq!(bare.body, first.body);
     // GET passes through, untouched by the layer.
-    let count = http.send("GET", "/count", &[("idempotency-key", "\"k-exact\"")], "").await;
+    let count = http
+        .send("GET", "/count", &[("idempotency-key", "\"k-exact\"")], "")
+        .await;
     assert_eq!((count.status, &count.body[..]), (200, &b"1"[..]));
     assert!(!count.replayed());
     // Without a key (not required by default) a POST runs unprotected, every time.
@@ -195,7 +200,12 @@ pub async fn mismatch_is_422_while_pending_and_after_completion(store: Store) {
     assert_eq!(pending.problem_type(), problem("idempotency-key-reused"));
     // Same body, another path or query: also another fingerprint.
     let query = http
-        .send("POST", "/charges?x=1", &[("idempotency-key", "\"k-mismatch\"")], BODY)
+        .send(
+            "POST",
+            "/charges?x=1",
+            &[("idempotency-key", "\"k-mismatch\"")],
+            BODY,
+        )
         .await;
     assert_eq!(query.status, 422);
     // The same request while pending: 409.
@@ -320,20 +330,24 @@ pub async fn plain_hyper_service_is_protected(store: Store) {
     let Some(b) = store.open() else { return };
     let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r = runs.clone();
-    let handler = tower::service_fn(move |_req: hyper::Request<RequestBody<hyper::body::Incoming>>| {
-        let n = r.fetch_add(1, Ordering::SeqCst);
-        async move {
-            let mut res = hyper::Response::new(Full::new(Bytes::from(format!("run {n}"))));
-            *res.status_mut() = hyper::StatusCode::ACCEPTED;
-            Ok::<_, Infallible>(res)
-        }
-    });
+    let handler = tower::service_fn(
+        move |_req: hyper::Request<RequestBody<hyper::body::Incoming>>| {
+            let n = r.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let mut res = hyper::Response::new(Full::new(Bytes::from(format!("run {n}"))));
+                *res.status_mut() = hyper::StatusCode::ACCEPTED;
+                Ok::<_, Infallible>(res)
+            }
+        },
+    );
     let svc = IdempotencyLayer::new(b.manager.clone()).layer(handler);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let svc = TowerToHyperService::new(svc.clone());
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -343,12 +357,18 @@ pub async fn plain_hyper_service_is_protected(store: Store) {
         }
     });
     let http = Http::new(addr);
-    let a = http.send("POST", "/x", &[("idempotency-key", "\"h\"")], "1").await;
-    let b2 = http.send("POST", "/x", &[("idempotency-key", "\"h\"")], "1").await;
+    let a = http
+        .send("POST", "/x", &[("idempotency-key", "\"h\"")], "1")
+        .await;
+    let b2 = http
+        .send("POST", "/x", &[("idempotency-key", "\"h\"")], "1")
+        .await;
     assert_eq!((a.status, b2.status), (202, 202));
     assert_eq!((&a.body[..], &b2.body[..]), (&b"run 0"[..], &b"run 0"[..]));
     assert!(b2.replayed());
-    let c = http.send("POST", "/x", &[("idempotency-key", "\"h\"")], "2").await;
+    let c = http
+        .send("POST", "/x", &[("idempotency-key", "\"h\"")], "2")
+        .await;
     assert_eq!(c.status, 422);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
