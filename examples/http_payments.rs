@@ -120,7 +120,8 @@ async fn read(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Respo
         )
 }
 
-struct Args {
+/// The command line.
+pub struct Args {
     listen: String,
     store: Option<String>,
     data: PathBuf,
@@ -128,7 +129,8 @@ struct Args {
     hold: Duration,
 }
 
-fn args() -> Result<Args, String> {
+/// Parses the arguments (without the program name).
+pub fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut a = Args {
         listen: "127.0.0.1:3000".into(),
         store: None,
@@ -136,7 +138,6 @@ fn args() -> Result<Args, String> {
         lease: Duration::from_secs(10),
         hold: Duration::ZERO,
     };
-    let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         let ms = |v: String| {
@@ -158,7 +159,12 @@ fn args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = args()?;
+    serve(parse_args(std::env::args().skip(1))?).await
+}
+
+/// Serves the API until the process ends. (The restart test in tests/http runs this in a child
+/// process that it kills.)
+pub async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.data)?;
     let manager = match &args.store {
         Some(url) => StoreUrl::parse(url)?.open_manager()?,
@@ -182,6 +188,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(layer);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
+    // Flushed now: a parent process waits for this line.
+    std::io::Write::flush(&mut std::io::stdout())?;
     axum::serve(listener, app).await?;
     Ok(())
 }

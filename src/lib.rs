@@ -65,6 +65,8 @@
 //! - `metrics`: counters and histograms through the `metrics` facade (see [`telemetry`]).
 //! - `cli`: the `idempotency` operator binary (list, show, delete, purge-expired, stats, doctor).
 //! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
+//! - `http`: the `Idempotency-Key` middleware for tower, axum and hyper (`idempotency::http`;
+//!   IETF draft-ietf-httpapi-idempotency-key-header, Stripe).
 //!
 //! ## MSRV
 //! Rust 1.85; raising it is a minor-version change.

@@ -19,7 +19,7 @@
 //! 4. answers a request whose key is held by a running request with 409 (or waits and replays,
 //!    under [`ConflictPolicy::Wait`]), and a request whose key was used for another fingerprint
 //!    with 422, before the in-progress check, so even while the first one runs;
-//! 5. stores neither 5xx responses nor responses whose body is over
+//! 5. stores neither 5xx (nor 408, 429) responses nor responses whose body is over
 //!    [`max_stored_body`](IdempotencyLayer::max_stored_body): their claim is released, so a
 //!    retry runs the handler again ([`store_if`](IdempotencyLayer::store_if) changes which
 //!    statuses are stored).
@@ -132,6 +132,14 @@ pub fn default_fingerprint(req: &Parts, body: &[u8], fp: &mut FingerprintBuilder
         .part(body);
 }
 
+/// The default of [`IdempotencyLayer::store_if`]: every status but 5xx, 408 Request Timeout and
+/// 429 Too Many Requests (answers that say "retry", which a replay would repeat for the TTL).
+pub fn default_store_if(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS)
+}
+
 type ScopeFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 type FingerprintFn = dyn Fn(&Parts, &[u8], &mut FingerprintBuilder) + Send + Sync;
 type StoreIfFn = dyn Fn(StatusCode) -> bool + Send + Sync;
@@ -159,7 +167,7 @@ struct Config {
 /// Defaults: `POST` and `PATCH`; a key is optional (requests without one pass through
 /// unprotected); bare tokens accepted; no scope (all clients share one key space: set
 /// [`scope`](Self::scope) for a multi-tenant API); fingerprint [`default_fingerprint`];
-/// request bodies up to 1 MiB; responses stored unless 5xx, up to 1 MiB of body; conflicts
+/// request bodies up to 1 MiB; responses stored unless 5xx, 408 or 429, up to 1 MiB of body; conflicts
 /// answered 409 at once; TTL and lease from the manager; problem types documented under
 /// [`DEFAULT_PROBLEM_BASE`].
 #[derive(Clone)]
@@ -193,7 +201,7 @@ impl IdempotencyLayer {
                 lenient_tokens: true,
                 scope: Arc::new(|_| None),
                 fingerprint: Arc::new(default_fingerprint),
-                store_if: Arc::new(|s: StatusCode| !s.is_server_error()),
+                store_if: Arc::new(default_store_if),
                 max_request_body: 1 << 20,
                 max_stored_body: 1 << 20,
                 excluded: Vec::new(),
@@ -275,8 +283,9 @@ impl IdempotencyLayer {
         self.edit(|c| c.fingerprint = Arc::new(f))
     }
 
-    /// Which response statuses are stored and replayed (default: all but 5xx). A response not
-    /// stored releases the key, so a retry runs the handler again.
+    /// Which response statuses are stored and replayed (default [`default_store_if`]: all but
+    /// 5xx, 408 and 429). A response not stored reaches its client and releases the key, so a
+    /// retry runs the handler again.
     pub fn store_if(self, f: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
         self.edit(|c| c.store_if = Arc::new(f))
     }

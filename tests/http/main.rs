@@ -9,6 +9,10 @@
 #[path = "../redis/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+/// The example service, so that the restart test runs it (in a child process) as built now.
+#[path = "../../examples/http_payments.rs"]
+#[allow(dead_code)]
+mod payments;
 mod restart;
 mod scenarios;
 mod server;

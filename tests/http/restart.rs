@@ -3,7 +3,7 @@
 //! store does not outlive the process).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,20 +11,27 @@ use crate::server::Http;
 
 const CHARGE: &str = r#"{"amount":1200,"currency":"EUR","customer":"cus_1"}"#;
 
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("examples")
-        .join(format!("http_payments{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test --features http` builds it",
-        bin.display()
-    );
-    bin
+/// The environment variable that turns [`payments_child`] into the example server; it holds
+/// the example's arguments, separated by U+001F.
+const CHILD_ARGS: &str = "IDEMPOTENCY_HTTP_PAYMENTS_CHILD_ARGS";
+
+/// The example server in a child process: this test binary re-runs itself with only this test
+/// selected and [`CHILD_ARGS`] set (so the child runs the example's code as built now, not a
+/// possibly stale `target/*/examples` binary). Without the variable it does nothing.
+#[test]
+fn payments_child() {
+    let Ok(args) = std::env::var(CHILD_ARGS) else {
+        return;
+    };
+    let args = crate::payments::parse_args(args.split('\u{1f}').map(str::to_owned))
+        .expect("child arguments");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("child runtime");
+    rt.block_on(crate::payments::serve(args))
+        .expect("the payments server");
 }
 
 struct Payments {
@@ -40,23 +47,44 @@ impl Drop for Payments {
 }
 
 fn start(store: &str, data: &Path, hold_ms: u64) -> Payments {
-    let mut child = Command::new(example_binary())
-        .args(["--listen", "127.0.0.1:0", "--store", store, "--data"])
-        .arg(data)
-        .args(["--lease-ms", "3000", "--hold-ms", &hold_ms.to_string()])
+    let data = data.to_str().expect("a UTF-8 path");
+    let hold = hold_ms.to_string();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store,
+        "--data",
+        data,
+        "--lease-ms",
+        "3000",
+        "--hold-ms",
+        &hold,
+    ]
+    .join("\u{1f}");
+    let mut child = Command::new(std::env::current_exe().expect("test binary path"))
+        .args([
+            "--exact",
+            "restart::payments_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ARGS, args)
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start http_payments");
+        .expect("start the payments child");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the banner");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
-        .parse()
-        .expect("an address");
+    let addr = loop {
+        line.clear();
+        let n = out.read_line(&mut line).expect("read the child's output");
+        assert!(n > 0, "the payments child exited before listening");
+        // libtest prints `test restart::payments_child ... ` before it on the same line.
+        if let Some((_, a)) = line.trim().split_once("listening on ") {
+            break a.parse().expect("an address");
+        }
+    };
     Payments { child, addr }
 }
 

@@ -281,7 +281,10 @@ pub async fn server_error_is_not_stored_and_releases_the_key(store: Store) {
     let srv = serve(
         IdempotencyLayer::new(b.manager.clone()),
         AppSpec {
-            statuses: vec![StatusCode::SERVICE_UNAVAILABLE],
+            statuses: vec![
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::TOO_MANY_REQUESTS,
+            ],
             ..AppSpec::default()
         },
     )
@@ -290,13 +293,16 @@ pub async fn server_error_is_not_stored_and_releases_the_key(store: Store) {
     let first = http.post("\"k-5xx\"", BODY).await;
     assert_eq!(first.status, 503);
     assert!(!first.replayed());
+    let limited = http.post("\"k-5xx\"", BODY).await;
+    assert_eq!(limited.status, 429, "the 503 was not stored: {limited:?}");
+    assert!(!limited.replayed());
     let retry = http.post("\"k-5xx\"", BODY).await;
     assert_eq!(retry.status, 201, "the retry runs again: {retry:?}");
     assert!(!retry.replayed());
     let again = http.post("\"k-5xx\"", BODY).await;
     assert!(again.replayed());
     assert_eq!(again.body, retry.body);
-    assert_eq!(srv.app.executions.load(Ordering::SeqCst), 2);
+    assert_eq!(srv.app.executions.load(Ordering::SeqCst), 3);
 }
 
 pub async fn response_over_store_limit_is_not_replayed_nor_stuck(store: Store) {

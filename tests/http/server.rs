@@ -147,22 +147,12 @@ pub struct Server {
     pub started: mpsc::UnboundedReceiver<()>,
 }
 
+#[derive(Default)]
 pub struct AppSpec {
     pub gate: Option<Arc<Semaphore>>,
     pub statuses: Vec<StatusCode>,
     pub padding: usize,
     pub chunked: bool,
-}
-
-impl Default for AppSpec {
-    fn default() -> Self {
-        AppSpec {
-            gate: None,
-            statuses: Vec::new(),
-            padding: 0,
-            chunked: false,
-        }
-    }
 }
 
 /// Serves `POST /charges` (and `GET /count`) behind `layer` with axum on a loopback port.
