@@ -347,6 +347,12 @@ impl<S> tower::Layer<S> for IdempotencyLayer {
 }
 
 /// The service [`IdempotencyLayer`] wraps around `S`.
+///
+/// # Errors
+/// Only the wrapped service's own errors, unchanged (a service error releases the key, as a 5xx
+/// does). The layer's own failures are responses: the problem documents of [`ProblemType`]
+/// (400 invalid or missing key, 409 key in use, 413 body too large, 422 key reused, 500
+/// response not recorded or internal error, 503 store unavailable).
 #[derive(Clone)]
 pub struct IdempotencyService<S> {
     inner: S,
