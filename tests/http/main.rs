@@ -51,6 +51,7 @@ on_every_store!(
     fifty_concurrent_posts_under_wait_policy_get_one_replay,
     replay_is_exact_and_marked,
     two_tenants_same_key_two_executions,
+    custom_fingerprint_ignores_a_timestamp_field,
     mismatch_is_422_while_pending_and_after_completion,
     malformed_keys_are_400_problems,
     missing_required_key_is_400,
