@@ -711,3 +711,52 @@ fn error_response<B: Body>(config: &Config, e: &Error) -> Response<ResponseBody<
     };
     problem_response(config, kind, &detail, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_excluded_and_connection_named_headers_are_not_stored() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Hop"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert(header::SET_COOKIE, HeaderValue::from_static("s=1"));
+        h.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.append("x-keep", HeaderValue::from_static("a"));
+        h.append("x-keep", HeaderValue::from_static("b"));
+        let stored = stored_headers(&h, &[header::SET_COOKIE]);
+        let names: Vec<(&str, &[u8])> = stored
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_ref()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("content-type", &b"application/json"[..]),
+                ("x-keep", &b"a"[..]),
+                ("x-keep", &b"b"[..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn default_store_if_refuses_retry_statuses() {
+        assert!(default_store_if(StatusCode::CREATED));
+        assert!(default_store_if(StatusCode::BAD_REQUEST));
+        assert!(default_store_if(StatusCode::NOT_FOUND));
+        assert!(!default_store_if(StatusCode::REQUEST_TIMEOUT));
+        assert!(!default_store_if(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!default_store_if(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(!default_store_if(StatusCode::SERVICE_UNAVAILABLE));
+    }
+}
