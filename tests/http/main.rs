@@ -59,5 +59,6 @@ on_every_store!(
     server_error_is_not_stored_and_releases_the_key,
     response_over_store_limit_is_not_replayed_nor_stuck,
     plain_hyper_service_is_protected,
+    per_route_layer_covers_only_its_route,
     curl_sees_replay_409_422_and_400,
 );

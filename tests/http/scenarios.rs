@@ -508,3 +508,39 @@ pub async fn curl_sees_replay_409_422_and_400(store: Store) {
     assert_eq!(s400, 400);
     assert_eq!(srv.app.executions.load(Ordering::SeqCst), 1);
 }
+
+pub async fn per_route_layer_covers_only_its_route(store: Store) {
+    let Some(b) = store.open() else { return };
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (ra, rb) = (runs.clone(), runs.clone());
+    let app = axum::Router::new()
+        .route(
+            "/a",
+            axum::routing::post(move || {
+                let n = ra.fetch_add(1, Ordering::SeqCst);
+                async move { format!("a {n}") }
+            })
+            .layer(IdempotencyLayer::new(b.manager.clone()).require_key(true)),
+        )
+        .route(
+            "/b",
+            axum::routing::post(move || {
+                let n = rb.fetch_add(1, Ordering::SeqCst);
+                async move { format!("b {n}") }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = Http::new(addr);
+    let key = [("idempotency-key", "\"per-route\"")];
+    let a1 = http.send("POST", "/a", &key, "").await;
+    let a2 = http.send("POST", "/a", &key, "").await;
+    assert_eq!((&a1.body[..], a2.replayed()), (&b"a 0"[..], true));
+    assert_eq!(a2.body, a1.body);
+    let b1 = http.send("POST", "/b", &key, "").await;
+    let b2 = http.send("POST", "/b", &key, "").await;
+    assert!(!b1.replayed() && !b2.replayed());
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    assert_eq!(http.send("POST", "/a", &[], "").await.status, 400);
+}
