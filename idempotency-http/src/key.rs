@@ -110,11 +110,10 @@ pub fn parse_key_value(raw: &[u8], lenient: bool) -> Result<String, KeyError> {
             .position(|&b| matches!(b, b',' | b';' | b' ' | b'\t'))
             .unwrap_or(v.len());
         let bare = &v[..end];
-        if let Some(b) = bare
+        if bare
             .iter()
-            .find(|&&b| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'\\')
+            .any(|&b| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'\\')
         {
-            let _ = b;
             return Err(KeyError::Malformed {
                 reason: "a bare key may hold only visible ASCII without quotes or backslashes",
             });
