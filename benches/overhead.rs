@@ -9,6 +9,9 @@
 
 #[path = "overhead/harness.rs"]
 mod harness;
+#[cfg(feature = "http")]
+#[path = "overhead/http_rows.rs"]
+mod http_rows;
 #[path = "overhead/paths.rs"]
 mod paths;
 #[path = "overhead/postgres_rows.rs"]
@@ -21,6 +24,8 @@ fn main() {
         std::env::args().any(|a| a == "--quick") || std::env::var_os("BENCH_QUICK").is_some();
     let mut report = harness::Report::new(quick);
     paths::run_all(&mut report);
+    #[cfg(feature = "http")]
+    http_rows::run(&mut report);
     report.print();
     if let Err(e) = report.write_svg("target/bench/overhead.svg") {
         eprintln!("bench: could not write the chart: {e}");

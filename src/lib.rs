@@ -67,6 +67,8 @@
 //! - `metrics`: counters and histograms through the `metrics` facade (see [`telemetry`]).
 //! - `cli`: the `idempotency` operator binary (list, show, delete, purge-expired, stats, doctor).
 //! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
+//! - `http`: the `Idempotency-Key` middleware for tower, axum and hyper (`idempotency::http`;
+//!   IETF draft-ietf-httpapi-idempotency-key-header, Stripe).
 //!
 //! ## MSRV
 //! Rust 1.85; raising it is a minor-version change.
@@ -132,6 +134,12 @@ pub use idempotency_redis::{self as redis, RedisStorage};
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[doc(inline)]
 pub use idempotency_postgres::{self as postgres, PostgresConfig, PostgresStorage};
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+/// The `Idempotency-Key` HTTP middleware for tower, axum and hyper (IETF
+/// draft-ietf-httpapi-idempotency-key-header, Stripe): [`http::IdempotencyLayer`].
+pub use idempotency_http as http;
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
