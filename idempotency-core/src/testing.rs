@@ -1052,6 +1052,44 @@ pub async fn scenario_12_stale_holder_is_fenced<H: Harness>(h: &H) {
     );
     let o = must(m.execute(&c, || async { "vC".to_string() }).await);
     assert_eq!(o.value, "vB", "scenario 12: the record still holds vB");
+
+    // The same while the newer holder is still working (its record `Pending`): a store whose
+    // finish forgot the fence would let the stale holder finish the newer holder's claim.
+    let c = call("kit::s12-pending", &"job");
+    let Begin::Acquired(mut a) = must(m.begin_operation(&c).await) else {
+        panic!("scenario 12: A could not claim")
+    };
+    h.advance(LEASE + Duration::from_millis(50)).await;
+    let Begin::Acquired(b) = must(m.begin_operation(&c).await) else {
+        panic!("scenario 12: B could not take over")
+    };
+    assert_eq!(b.owner.fencing_token, 2);
+    for (what, late) in [
+        ("write", m.complete_operation(&a, &"vA".to_string()).await),
+        ("fail", m.fail_operation(&a, &"err".to_string()).await),
+    ] {
+        assert_eq!(
+            kind(late),
+            ErrorKind::LeaseLost,
+            "scenario 12: A's {what} refused while B holds the key"
+        );
+    }
+    assert_eq!(
+        kind(m.renew_operation(&mut a, LEASE).await),
+        ErrorKind::LeaseLost,
+        "scenario 12: A's renewal refused while B holds the key"
+    );
+    let obs =
+        must(m.status(&c.key).await).unwrap_or_else(|| panic!("scenario 12: B's record gone"));
+    assert_eq!(
+        obs.status(),
+        RecordStatus::Pending,
+        "scenario 12: B still pending"
+    );
+    assert_eq!(obs.record.owner, b.owner, "scenario 12: B still the holder");
+    must(m.complete_operation(&b, &"vB".to_string()).await);
+    let o = must(m.execute(&c, || async { "vC".to_string() }).await);
+    assert_eq!(o.value, "vB", "scenario 12: B's value is the record's");
 }
 
 /// Scenario 13: a stale holder's release deletes nothing; the newer holder's record survives.
