@@ -38,8 +38,11 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A fresh directory for a server's files (a cluster's node configs), under cargo's per-target
+/// temporary directory rather than `/tmp`, where a static server's directory would be left.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("idem-redis-{tag}-{}", uuid::Uuid::new_v4()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("idem-redis-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
