@@ -182,7 +182,12 @@ fn transient<E: Serialize>(
 fn finish<T, E: FromFrameworkError>(r: Result<Outcome<Result<T, E>>, Error>) -> Result<T, E> {
     match r {
         Ok(outcome) => outcome.value,
-        Err(e) => Err(E::from_framework_error(e)),
+        Err(e) => {
+            // Also a framework error raised before the manager ran (no default manager, a key
+            // that fails to derive): an enclosing idempotent body's failure is then not stored.
+            idempotency_core::framework_error_seen();
+            Err(E::from_framework_error(e))
+        }
     }
 }
 

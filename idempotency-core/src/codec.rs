@@ -59,7 +59,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// The reason the value cannot be stored: it fails to serialize, is over `max` bytes, does not
 /// decode as `T`, or decodes as a different value.
 ///
-/// /// "The same value" compares the exact canonical encodings of the value and of its decoded copy
+/// "The same value" compares the exact canonical encodings of the value and of its decoded copy
 /// (the encoder keys hash, [`canonical`](crate::canonical), with numbers keeping their width and
 /// the sign of zero): every value serde presents, `None` apart from `Some(None)`, `5u8` apart
 /// from `5u64`, integers apart from floats, maps and sets (`HashMap`, `HashSet`) in any

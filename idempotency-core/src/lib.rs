@@ -51,6 +51,8 @@ pub use record::{
     Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
 };
 pub use rt::block_on;
+#[doc(hidden)]
+pub use rt::framework_error_seen;
 pub use storage::{
     apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
     Listed, Observed, Page, Storage,

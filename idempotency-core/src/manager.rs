@@ -431,7 +431,10 @@ enum Disposition {
 }
 
 /// Encodes and checks a function's output; the second argument is `max_result_bytes`.
-type StoreFn<R> = dyn Fn(&R, usize) -> Disposition + Send + Sync;
+/// What becomes of a body's value: `(value, max_result_bytes, nested)`, where `nested` says a
+/// nested idempotent call in the body failed with a framework error (an `Err` is then never
+/// stored, whatever its size or shape: see `run_claimed`).
+type StoreFn<R> = dyn Fn(&R, usize, bool) -> Disposition + Send + Sync;
 
 struct Codec<R> {
     store: Box<StoreFn<R>>,
@@ -602,7 +605,7 @@ impl IdempotencyManager {
         Fut: Future<Output = T>,
     {
         let codec = Codec {
-            store: Box::new(|v: &T, max| retained(v, max, Disposition::Success)),
+            store: Box::new(|v: &T, max, _| retained(v, max, Disposition::Success)),
             decode_success: decode::<T>,
             decode_failure: no_failure::<T>,
         };
@@ -658,9 +661,9 @@ impl IdempotencyManager {
         C: Fn(&E) -> bool + Send + Sync + 'static,
     {
         let codec = Codec {
-            store: Box::new(move |r: &std::result::Result<T, E>, max| match r {
+            store: Box::new(move |r: &std::result::Result<T, E>, max, nested| match r {
                 Ok(v) => retained(v, max, Disposition::Success),
-                Err(e) if is_transient(e) => Disposition::Release,
+                Err(e) if nested || is_transient(e) => Disposition::Release,
                 Err(e) => retained(e, max, Disposition::Failure),
             }),
             decode_success: decode_ok::<T, E>,
@@ -720,7 +723,7 @@ impl IdempotencyManager {
         Fut: Future<Output = std::result::Result<T, E>>,
     {
         let codec = Codec {
-            store: Box::new(|r: &std::result::Result<T, E>, max| match r {
+            store: Box::new(|r: &std::result::Result<T, E>, max, _| match r {
                 Ok(v) => retained(v, max, Disposition::Success),
                 Err(_) => Disposition::Release,
             }),
@@ -1003,11 +1006,16 @@ impl IdempotencyManager {
             }
         };
         let max = self.inner.config.max_result_bytes;
+        // A failure of a body in which a nested idempotent call failed with a framework error
+        // (a conflict, an outage, converted by `?` into an error type that cannot carry it, so
+        // `Error::is_carried_by` cannot see it) is not the function's outcome: the codec
+        // releases it, stored or not, without encoding it.
+        let nested = nested_framework_error.load(std::sync::atomic::Ordering::Relaxed);
         // The user's `Serialize`, `Deserialize` (the replay check) and transient classifier run
         // here, after the function: a panic in them is treated like a panic in the function
         // (claim released, panic resumed).
         let disposition = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (codec.store)(&value, max)
+            (codec.store)(&value, max, nested)
         })) {
             Ok(d) => d,
             Err(panic) => {
@@ -1017,17 +1025,6 @@ impl IdempotencyManager {
                     .step(Step::Released, &call.key, Some(&lease.owner));
                 std::panic::resume_unwind(panic);
             }
-        };
-        // A failure of a body in which a nested idempotent call failed with a framework error
-        // (a conflict, an outage, converted by `?` into an error type that cannot carry it, so
-        // `Error::is_carried_by` cannot see it) is not the function's outcome: never stored.
-        let disposition = match disposition {
-            Disposition::Failure(_)
-                if nested_framework_error.load(std::sync::atomic::Ordering::Relaxed) =>
-            {
-                Disposition::Release
-            }
-            d => d,
         };
         match disposition {
             Disposition::Success(bytes) => {

@@ -211,7 +211,7 @@ impl<F: Future> Future for InBody<F> {
 
 /// Marks the body being polled on this thread (if any): an idempotent call inside it failed
 /// with a framework error.
-pub(crate) fn framework_error_seen() {
+pub fn framework_error_seen() {
     CURRENT_BODY.with(|c| {
         if let Some(flag) = &*c.borrow() {
             flag.store(true, std::sync::atomic::Ordering::Relaxed);

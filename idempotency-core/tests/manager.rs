@@ -485,6 +485,30 @@ fn scenario_08_a_failure_after_a_nested_framework_error_is_not_cached() {
     let second = block_on(m.try_execute(&outer, body)).unwrap();
     assert_eq!(second.value, Ok(1));
     assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // The same when the failure is too large to store: released, never a terminal
+    // "not retained" marker that would stop the retry from running.
+    let small = IdempotencyManager::builder(MemoryStorage::new())
+        .max_result_bytes(8)
+        .build()
+        .unwrap();
+    let Begin::Acquired(held) = block_on(small.begin_operation(&inner)).unwrap() else {
+        panic!("the inner key is free");
+    };
+    let big = || async {
+        match small.execute(&inner, || async { 1_u32 }).await {
+            Ok(o) => Ok(o.value),
+            Err(e) => Err(format!(
+                "nested and too long to store: {}",
+                e.kind().as_str()
+            )),
+        }
+    };
+    let first = block_on(small.try_execute(&outer, big)).unwrap();
+    assert!(first.value.is_err());
+    assert!(!first.is_retained(), "{:?}", first.provenance);
+    assert!(block_on(small.release_operation(&held)).unwrap());
+    let second = block_on(small.try_execute(&outer, big)).unwrap();
+    assert_eq!(second.value, Ok(1), "the retry ran again");
     // A body's own failure, with no nested framework error, is still cached (scenario 7).
     let own = call("own-failure");
     let fail = || async { Err::<u32, String>("declined".to_owned()) };

@@ -186,7 +186,9 @@ impl PostgresStorage {
                     let value = match f(&mut sp).await {
                         Ok(v) => v,
                         Err(e) => {
-                            sp.rollback().await.map_err(|e| store_err("release", e))?;
+                            // The function's own error is the answer; a failed rollback of
+                            // the savepoint leaves the transaction to the caller's rollback.
+                            let _ = sp.rollback().await;
                             return Err(TxError::Function(e));
                         }
                     };
