@@ -519,11 +519,19 @@ impl PostgresStorage {
                         .bind(&t)
                         .fetch_one(&mut *tx)
                         .await?;
-                // Fails (undefined column) on a foreign table of the same name.
+                // Fails with undefined column (SQLSTATE 42703) on a foreign table of the same
+                // name; any other failure (a lost connection, a permission) is the store's error.
                 let columns = tx
                     .execute(format!("SELECT {COLUMNS} FROM {t} LIMIT 0").as_str())
                     .await;
-                if columns.is_err() {
+                if let Err(e) = columns {
+                    let undefined_column = e
+                        .as_database_error()
+                        .and_then(|d| d.code())
+                        .is_some_and(|code| code == "42703");
+                    if !undefined_column {
+                        return Err(e);
+                    }
                     tx.rollback().await?;
                     return Ok(Some(String::new()));
                 }
@@ -685,7 +693,10 @@ impl Storage for PostgresStorage {
                 let until: i64 = row
                     .try_get("expires_at")
                     .map_err(|e| Error::storage("claim", e))?;
-                let token = u64::try_from(token).unwrap_or(0);
+                let token = u64::try_from(token).map_err(|_| Error::CorruptRecord {
+                    key: key.to_string(),
+                    reason: format!("the row's fencing token {token} is negative"),
+                })?;
                 return Ok(Claim::Acquired {
                     owner: Owner {
                         execution_id: req.execution_id,
