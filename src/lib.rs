@@ -65,10 +65,12 @@
 //!   URLs; rustls with the ring provider and the webpki roots); `cluster`: Redis Cluster.
 //! - `postgres`: the PostgreSQL store, `PostgresStorage` (on sqlx), with transactional mode.
 //! - `metrics`: counters and histograms through the `metrics` facade (see [`telemetry`]).
-//! - `cli`: the `idempotency` operator binary (list, show, delete, purge-expired, stats, doctor).
 //! - `testing`: the conformance kit (`idempotency::testing`) for custom stores.
 //! - `http`: the `Idempotency-Key` middleware for tower, axum and hyper (`idempotency::http`;
 //!   IETF draft-ietf-httpapi-idempotency-key-header, Stripe).
+//!
+//! The `idempotency` operator binary (list, show, delete, purge-expired, stats, doctor) is its
+//! own crate, `idempotency-cli`.
 //!
 //! ## MSRV
 //! Rust 1.85; raising it is a minor-version change.

@@ -11,7 +11,6 @@
 #[path = "../../examples/emissions/mod.rs"]
 mod emissions;
 
-mod cli;
 mod default_url;
 mod emissions_job;
 mod harness;

@@ -1,6 +1,16 @@
 //! The `idempotency` CLI on a PostgreSQL store (`--store postgres://...` and `IDEMPOTENCY_URL`):
-//! list, show, delete, purge-expired, stats, doctor.
-#![cfg(feature = "cli")]
+//! list, show, delete, purge-expired, stats, doctor (feature `postgres`).
+//!
+//! The database comes from `IDEMPOTENCY_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema dropped afterwards; without one
+//! the test prints a loud notice and passes, unless `IDEMPOTENCY_REQUIRE_POSTGRES=1`.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// The root package's PostgreSQL test harness, shared.
+#[path = "../../tests/postgres/harness.rs"]
+#[allow(dead_code)]
+mod harness;
 
 use std::process::Command;
 use std::time::Duration;

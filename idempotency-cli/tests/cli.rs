@@ -1,9 +1,12 @@
 //! The `idempotency` CLI against a file store holding records in every status (Pending,
 //! Success, Failed, expired) plus corrupt and foreign-version files, in both output formats,
-//! with its exit codes; and (when a Redis is available) against a Redis store.
+//! with its exit codes; and, with the `redis` feature and a Redis available, against a Redis
+//! store (the PostgreSQL cases are in `postgres.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "redis/harness.rs"]
+/// The root package's Redis test harness, shared.
+#[cfg(feature = "redis")]
+#[path = "../../tests/redis/harness.rs"]
 #[allow(dead_code)]
 mod harness;
 
@@ -548,14 +551,54 @@ fn scenario_23_store_url_errors_have_their_own_exit_codes() {
     assert_eq!(cli(cwd, &["frobnicate"], &[]).code, 2);
     assert_eq!(cli(cwd, &["show"], &[]).code, 2);
 
-    // Unreachable: nothing listens on port 1; a missing directory; a plain file.
+    // Unreachable: nothing listens on port 1 (a binary built without Redis says how to get
+    // it); a missing directory; a plain file.
     let redis = cli(
         cwd,
         &["--store", "redis://127.0.0.1:1", "stats", "--json"],
         &[],
     );
-    assert_eq!(redis.code, 3, "{}", redis.stderr);
-    assert_eq!(redis.json()["error"]["kind"], "store_unavailable");
+    if cfg!(feature = "redis") {
+        assert_eq!(redis.code, 3, "{}", redis.stderr);
+        assert_eq!(redis.json()["error"]["kind"], "store_unavailable");
+    } else {
+        assert_eq!(redis.code, 2, "{}", redis.stderr);
+        assert_eq!(redis.json()["error"]["kind"], "config");
+        assert!(
+            redis.stderr.contains("--features redis"),
+            "{}",
+            redis.stderr
+        );
+    }
+    let tls = cli(
+        cwd,
+        &["--store", "rediss://127.0.0.1:1", "stats", "--json"],
+        &[],
+    );
+    if cfg!(feature = "redis-tls") {
+        assert_eq!(tls.code, 3, "{}", tls.stderr);
+        assert_eq!(tls.json()["error"]["kind"], "store_unavailable");
+    } else {
+        assert_eq!(tls.code, 2, "{}", tls.stderr);
+        assert!(
+            tls.stderr.contains("--features redis-tls"),
+            "{}",
+            tls.stderr
+        );
+    }
+    let pg = cli(
+        cwd,
+        &["--store", "postgres://u@127.0.0.1:1/db", "stats", "--json"],
+        &[],
+    );
+    if cfg!(feature = "postgres") {
+        assert_eq!(pg.code, 3, "{}", pg.stderr);
+        assert_eq!(pg.json()["error"]["kind"], "store_unavailable");
+    } else {
+        assert_eq!(pg.code, 2, "{}", pg.stderr);
+        assert_eq!(pg.json()["error"]["kind"], "config");
+        assert!(pg.stderr.contains("--features postgres"), "{}", pg.stderr);
+    }
     let missing = cwd.join("no-such-store");
     let url = format!("file://{}", missing.display());
     assert_eq!(cli(cwd, &["--store", &url, "list"], &[]).code, 3);
@@ -586,6 +629,7 @@ fn the_store_comes_from_the_environment_or_the_default_directory() {
 // A real Redis (IDEMPOTENCY_REDIS_URL, else a redis-server started here; skipped loudly
 // otherwise, unless IDEMPOTENCY_REQUIRE_REDIS=1).
 
+#[cfg(feature = "redis")]
 #[test]
 fn redis_every_command_against_a_real_redis() {
     use idempotency::redis::redis;
@@ -1261,11 +1305,13 @@ fn lease_boundary_is_one_rule_for_takeover_list_delete_and_purge_on_the_file_sto
 }
 
 /// Redis's clock, in ms since the Unix epoch (`TIME`).
+#[cfg(feature = "redis")]
 fn redis_now_ms(conn: &mut idempotency::redis::redis::Connection) -> u64 {
     let (secs, micros): (u64, u64) = idempotency::redis::redis::cmd("TIME").query(conn).unwrap();
     secs * 1000 + micros / 1000
 }
 
+#[cfg(feature = "redis")]
 #[test]
 fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_ones_seen() {
     use idempotency::RedisStorage;
@@ -1391,6 +1437,7 @@ fn redis_selectors_find_records_show_decodes_them_and_an_empty_prefix_names_the_
 /// deadline Redis's own clock has reached (`now >= deadline`) is over for takeover, `list
 /// --status` and `delete`, and one whose deadline is ahead is live for all three. (Redis
 /// removes records itself when their key expires, so `purge-expired` removes nothing there.)
+#[cfg(feature = "redis")]
 #[test]
 fn redis_lease_boundary_is_one_rule_for_takeover_list_and_delete() {
     use idempotency::RedisStorage;

@@ -1,12 +1,19 @@
-//! `idempotency`: the operator's command line for idempotency stores (feature `cli`).
+//! `idempotency`: the operator's command line for idempotency stores (the `idempotency-cli`
+//! crate). File and memory stores are always built in; Redis and PostgreSQL are the features
+//! `redis` (`redis-tls` for `rediss://`) and `postgres`, `redis` and `postgres` on by default.
 //!
-//! Exit codes: 0 ok; 1 problems found or action refused; 2 usage error, bad store URL, bad key
-//! or cursor; 3 store unreachable; 4 unknown key. See README_CLI.md.
+//! Exit codes: 0 ok; 1 problems found or action refused; 2 usage error, bad store URL (or one
+//! whose store this binary was built without), bad key or cursor; 3 store unreachable; 4
+//! unknown key. See README_CLI.md.
+
+#![forbid(unsafe_code)]
 
 mod args;
 mod decode;
 mod error;
 mod inspect;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod render;
 mod repair;
 mod select;

@@ -1,14 +1,13 @@
 //! Opening the store named by `--store` / `IDEMPOTENCY_URL`, and walking its pages.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use idempotency::redis::{redis, RedisConfig};
 use idempotency::{block_on, DynStorage, FileStorage, Listed, ManualClock, StoreUrl, Timestamp};
-use std::time::Duration;
 
 use crate::error::{CliError, Exit};
+#[cfg(feature = "redis")]
+use crate::redis_store::RedisTarget;
 
 /// The largest page asked of the store.
 const PAGE: usize = 1000;
@@ -17,10 +16,9 @@ const PAGE: usize = 1000;
 pub(crate) struct Store {
     pub(crate) url: String,
     pub(crate) storage: Arc<dyn DynStorage>,
-    /// The Redis URL, for a Redis store.
-    redis: Option<String>,
-    /// The Redis key prefix in use.
-    redis_prefix: String,
+    /// The Redis URL and key prefix, for a Redis store.
+    #[cfg(feature = "redis")]
+    redis: Option<RedisTarget>,
 }
 
 /// The environment variable that pins the clock of a file store opened by the CLI, in
@@ -37,6 +35,9 @@ const TEST_NOW_MS: &str = "IDEMPOTENCY_CLI_TEST_NOW_MS";
 /// `--store` also takes a bare directory path (no `scheme://`): the file store there, said once
 /// on stderr. `IDEMPOTENCY_URL` is read exactly as the library reads it ([`StoreUrl::parse`]), so
 /// the CLI never looks at another store than the application would.
+///
+/// A Redis or PostgreSQL URL given to a binary built without that store's feature is a usage
+/// error that names the feature to build with.
 pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Store, CliError> {
     let env = std::env::var(StoreUrl::ENV)
         .ok()
@@ -74,16 +75,25 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
             Err(e) => return Err(unreachable(e.to_string())),
         }
     }
+    #[cfg(feature = "redis")]
     let mut redis = None;
+    #[cfg(not(feature = "redis"))]
+    let _ = redis_prefix;
     let storage: Arc<dyn DynStorage> = match &url {
-        StoreUrl::Redis(u) => {
-            let mut config = RedisConfig::new(u.clone()).reconnect_retries(1);
-            if let Some(p) = redis_prefix {
-                config = config.prefix(p);
-            }
-            redis = Some(u.clone());
-            Arc::new(config.open()?)
+        StoreUrl::Redis(u) if u.starts_with("rediss://") && !cfg!(feature = "redis-tls") => {
+            return Err(not_built("`rediss://` (Redis over TLS)", "redis-tls"));
         }
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(u) => {
+            let target = RedisTarget::new(u, redis_prefix);
+            let storage = target.open()?;
+            redis = Some(target);
+            storage
+        }
+        #[cfg(not(feature = "redis"))]
+        StoreUrl::Redis(_) => return Err(not_built("the Redis store", "redis")),
+        #[cfg(not(feature = "postgres"))]
+        StoreUrl::Postgres(_) => return Err(not_built("the PostgreSQL store", "postgres")),
         StoreUrl::File(dir) => match test_clock()? {
             Some(clock) => Arc::new(FileStorage::builder(dir).clock(Arc::new(clock)).open()?),
             None => Arc::new(FileStorage::open(dir)?),
@@ -93,11 +103,21 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
     Ok(Store {
         url: text,
         storage,
+        #[cfg(feature = "redis")]
         redis,
-        redis_prefix: redis_prefix
-            .unwrap_or(RedisConfig::DEFAULT_PREFIX)
-            .to_owned(),
     })
+}
+
+/// The error for a store URL this binary was built without: `what` needs the CLI's `feature`.
+fn not_built(what: &str, feature: &str) -> CliError {
+    CliError::new(
+        Exit::Usage,
+        "config",
+        format!(
+            "{what} needs the `{feature}` feature of `idempotency-cli`, which this binary was \
+             built without: `cargo install --path idempotency-cli --features {feature}`"
+        ),
+    )
 }
 
 fn test_clock() -> Result<Option<ManualClock>, CliError> {
@@ -119,32 +139,19 @@ fn test_clock() -> Result<Option<ManualClock>, CliError> {
     Ok(Some(ManualClock::new(Timestamp(ms))))
 }
 
-/// How many `SCAN` calls [`Store::redis_prefixes_seen`] makes at most.
-const PREFIX_SCAN_CALLS: usize = 20;
-/// How many distinct prefixes it reports at most.
-const PREFIX_MAX: usize = 10;
-
 impl Store {
     /// For a Redis store with no records under its prefix: a note naming the record prefixes
-    /// that a bounded `SCAN` (at most 20 calls of `COUNT 1000`) saw, so a wrong
-    /// `--redis-prefix` is visible. `None` for other stores, or when the scan fails.
+    /// that a bounded `SCAN` saw, so a wrong `--redis-prefix` is visible (see
+    /// [`RedisTarget::empty_store_note`]). `None` for other stores, or when the scan fails.
+    #[cfg(feature = "redis")]
     pub(crate) fn empty_store_note(&self) -> Option<String> {
-        let url = self.redis.as_deref()?;
-        let prefixes = redis_prefixes_seen(url).ok()?;
-        let mut note = format!(
-            "note: no records under the Redis prefix `{}`",
-            self.redis_prefix
-        );
-        if prefixes.is_empty() {
-            note.push_str("; a bounded SCAN saw no idempotency records under any prefix");
-        } else {
-            let list: Vec<String> = prefixes.iter().map(|p| format!("`{p}`")).collect();
-            note.push_str(&format!(
-                "; a bounded SCAN saw records under {} (pass one with --redis-prefix)",
-                list.join(", ")
-            ));
-        }
-        Some(note)
+        self.redis.as_ref()?.empty_store_note()
+    }
+
+    /// A binary built without Redis has no other store that needs a note.
+    #[cfg(not(feature = "redis"))]
+    pub(crate) fn empty_store_note(&self) -> Option<String> {
+        None
     }
 
     /// Calls `f` on every entry of the store, a page at a time.
@@ -201,45 +208,4 @@ impl Store {
             }
         }
     }
-}
-
-/// The distinct prefixes of keys shaped like record keys (`PREFIX{64 hex}`), from a bounded
-/// `SCAN`, at most [`PREFIX_MAX`].
-fn redis_prefixes_seen(url: &str) -> Result<BTreeSet<String>, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-    let mut seen = BTreeSet::new();
-    let mut cursor: u64 = 0;
-    for _ in 0..PREFIX_SCAN_CALLS {
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("*{*}")
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut conn)?;
-        for k in keys {
-            if let Some(p) = record_prefix(&k) {
-                seen.insert(p);
-                if seen.len() >= PREFIX_MAX {
-                    return Ok(seen);
-                }
-            }
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    Ok(seen)
-}
-
-/// The prefix of a record key `PREFIX{64 hex}` (see `RedisStorage::record_key`).
-fn record_prefix(key: &[u8]) -> Option<String> {
-    let tail = key.len().checked_sub(66)?;
-    let (prefix, rest) = key.split_at(tail);
-    let hex = rest.strip_prefix(b"{")?.strip_suffix(b"}")?;
-    hex.iter()
-        .all(u8::is_ascii_hexdigit)
-        .then(|| String::from_utf8_lossy(prefix).into_owned())
 }

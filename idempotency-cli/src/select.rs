@@ -92,7 +92,8 @@ pub(crate) struct Selector {
     /// The operation's version (`#[idempotent(version = N)]`).
     #[arg(long, value_name = "V", default_value_t = 1, requires = "operation")]
     pub(crate) version: u32,
-    /// The manager's key prefix (`ManagerBuilder::key_prefix`), when it has one.
+    /// The namespace prefix the records were written under (a `Prefixed` store's prefix), when
+    /// there is one.
     #[arg(long, value_name = "P", requires = "operation")]
     pub(crate) key_prefix: Option<String>,
 }

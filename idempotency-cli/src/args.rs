@@ -23,8 +23,9 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// The store: `file:///path`, `file://relative/path`, a bare directory path,
-    /// `redis://host:port/db`, `postgres://user@host/db` (table `idempotency_records`; choose the
-    /// schema with `?options=-c%20search_path%3Dname`), `memory://`.
+    /// `redis://host:port/db` (build feature `redis`; `rediss://`: `redis-tls`),
+    /// `postgres://user@host/db` (build feature `postgres`; table `idempotency_records`; choose
+    /// the schema with `?options=-c%20search_path%3Dname`), `memory://`.
     /// Default: the `IDEMPOTENCY_URL` environment variable, else the file store in
     /// `.idempotency`.
     #[arg(long, global = true, value_name = "URL")]
