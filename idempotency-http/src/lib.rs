@@ -45,6 +45,7 @@
 //! until then retries get 409, after it exactly one retry runs the handler (SEMANTICS.md
 //! scenario 9).
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 #![warn(
     missing_docs,
     missing_debug_implementations,

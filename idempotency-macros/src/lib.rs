@@ -4,6 +4,7 @@
 //! **Not for direct use; depend on `idempotency`**, which re-exports both and provides the
 //! runtime the generated code calls (`idempotency::__private`, not public API).
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

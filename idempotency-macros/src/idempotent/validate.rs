@@ -14,6 +14,10 @@ use super::args::{IdempotentArgs, Secs};
 use super::item::{self, AsyncTraitShape, MaybeItemFn, Param, Receiver, ReturnShape};
 use crate::ctxt::Ctxt;
 
+/// The longest operation name, in bytes: a mirror of `idempotency::MAX_OPERATION_BYTES` (a
+/// proc-macro crate cannot depend on the runtime crate; the test below pins that they agree).
+pub(crate) const MAX_OPERATION_BYTES: usize = 200;
+
 /// The function cannot be expanded; emit it unchanged with the errors.
 pub(crate) struct Fatal;
 
@@ -303,16 +307,51 @@ fn operation_name(cx: &Ctxt, args: &mut IdempotentArgs) {
     let Some(lit) = &args.name else { return };
     let name = lit.value();
     let problem = if name.is_empty() {
-        Some("the operation `name` may not be empty")
-    } else if name.len() > 200 {
-        Some("the operation `name` may be at most 200 bytes long")
+        Some("the operation `name` may not be empty".to_owned())
+    } else if name.len() > MAX_OPERATION_BYTES {
+        Some(format!(
+            "the operation `name` may be at most {MAX_OPERATION_BYTES} bytes long"
+        ))
     } else if name.chars().any(char::is_control) {
-        Some("the operation `name` may not contain control characters")
+        Some("the operation `name` may not contain control characters".to_owned())
     } else {
         None
     };
     if let Some(p) = problem {
         cx.error_spanned_by(lit, p);
         args.name = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{operation_name, IdempotentArgs, MAX_OPERATION_BYTES};
+    use crate::ctxt::Ctxt;
+
+    #[test]
+    fn the_operation_name_limit_is_the_runtime_one() {
+        // The macro refuses a pinned `name` the manager would refuse on every call: one limit.
+        assert_eq!(MAX_OPERATION_BYTES, idempotency::MAX_OPERATION_BYTES);
+    }
+
+    /// The error `name = "<len bytes>"` gets, if any.
+    fn name_error(len: usize) -> Option<String> {
+        let name = "a".repeat(len);
+        let cx = Ctxt::new();
+        let mut args = IdempotentArgs::parse(&cx, quote::quote!(name = #name));
+        operation_name(&cx, &mut args);
+        let kept = args.name.is_some();
+        let error = cx.check().err().map(|e| e.to_string());
+        assert_eq!(kept, error.is_none(), "a refused name is dropped");
+        error
+    }
+
+    #[test]
+    fn a_pinned_name_may_be_as_long_as_the_limit_and_no_longer() {
+        assert_eq!(name_error(MAX_OPERATION_BYTES), None);
+        assert_eq!(
+            name_error(MAX_OPERATION_BYTES + 1).as_deref(),
+            Some("the operation `name` may be at most 200 bytes long")
+        );
     }
 }
