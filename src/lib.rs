@@ -100,6 +100,9 @@ pub use idempotency_core::{
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 // Store listing, for operators (the `idempotency` CLI).
 pub use idempotency_core::{Listed, Page};
+// Building blocks for a store that reads, decides and writes under one lock (the memory and
+// file stores, `examples/custom_store.rs`): the claim decision and the fenced finish.
+pub use idempotency_core::{apply_finish, decide_claim, ClaimDecision, Finish};
 // The key format version hashed into every key (see SEMANTICS.md, "Call identity").
 pub use idempotency_core::KEY_FORMAT_VERSION;
 
