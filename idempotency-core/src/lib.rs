@@ -17,8 +17,10 @@ pub mod canonical;
 pub mod codec;
 mod error;
 mod error_serde;
+pub mod fault;
 #[cfg(feature = "file")]
 mod file;
+pub mod hex;
 mod key;
 mod manager;
 mod memory;

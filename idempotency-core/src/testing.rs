@@ -12,7 +12,9 @@
 // The kit is a set of test assertions: failing one is a panic, by design.
 #![allow(clippy::panic)]
 
-pub mod fault;
+/// Kill points, for the fault tests: [`crate::fault`], here under its older path.
+#[doc(inline)]
+pub use crate::fault;
 mod replay;
 
 use std::future::Future;
