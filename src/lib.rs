@@ -96,8 +96,8 @@ pub use idempotency_core::{
     MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
-// Store listing, for operators (the `idempotency` CLI).
-pub use idempotency_core::{Listed, Page};
+// The operator's side of a store (the `idempotency` CLI, purge jobs).
+pub use idempotency_core::{DynStorageAdmin, Listed, Page, StorageAdmin};
 // The key format version hashed into every key (see SEMANTICS.md, "Call identity").
 pub use idempotency_core::KEY_FORMAT_VERSION;
 
@@ -113,7 +113,7 @@ pub use idempotency_core::{
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 #[doc(inline)]
-pub use idempotency_core::{conformance_suite, testing};
+pub use idempotency_core::{admin_suite, conformance_suite, testing};
 
 /// Wraps `pipeline` in an [`IdempotentPipeline`] over the process-wide
 /// [`default_manager`] (`IDEMPOTENCY_URL`, else the file store in `.idempotency`).

@@ -56,7 +56,7 @@ pub use rt::block_on;
 #[doc(hidden)]
 pub use rt::framework_error_seen;
 pub use storage::{
-    apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
-    Listed, Observed, Page, Storage,
+    apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage,
+    DynStorageAdmin, Finish, Listed, Observed, Page, Storage, StorageAdmin,
 };
 pub use telemetry::ManagerStats;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use idempotency_core::{
     Claim, ClaimRequest, Error, Fingerprint, IdempotencyKey, Listed, Observed, Owner, Page, Record,
-    RecordError, RecordStatus, Result, Storage, Timestamp,
+    RecordError, RecordStatus, Result, Storage, StorageAdmin, Timestamp,
 };
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Executor, PgPool, Postgres, Row};
@@ -807,26 +807,9 @@ impl Storage for PostgresStorage {
         let done = self.run("delete", q.execute(&self.inner.pool)).await?;
         Ok(done.rows_affected() > 0)
     }
+}
 
-    /// Deletes expired rows in batches of [`PostgresConfig::purge_batch`] rows (one statement
-    /// each, using the `expires_at` index) until a batch comes back short. Each row is
-    /// re-checked against the database's clock as it is deleted: a record re-claimed meanwhile
-    /// survives (scenario 30); rows locked by an open transaction are left for the next purge.
-    async fn purge_expired(&self) -> Result<u64> {
-        let mut total = 0_u64;
-        loop {
-            let q = sqlx::query(&self.inner.sql.purge).bind(self.inner.purge_batch);
-            let n = self
-                .run("purge_expired", q.execute(&self.inner.pool))
-                .await?
-                .rows_affected();
-            total += n;
-            if n < u64::try_from(self.inner.purge_batch).unwrap_or(u64::MAX) {
-                return Ok(total);
-            }
-        }
-    }
-
+impl StorageAdmin for PostgresStorage {
     /// Lists rows in key order (keyset pagination on the primary key; the cursor is the last
     /// key of the page in hex). Expired rows are listed until purged. A row whose body or
     /// columns do not decode is [`Listed::Unreadable`], located by its key in hex.
@@ -914,6 +897,25 @@ impl Storage for PostgresStorage {
             .bind(raw.body);
         let done = self.run("delete", q.execute(&self.inner.pool)).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes expired rows in batches of [`PostgresConfig::purge_batch`] rows (one statement
+    /// each, using the `expires_at` index) until a batch comes back short. Each row is
+    /// re-checked against the database's clock as it is deleted: a record re-claimed meanwhile
+    /// survives (scenario 30); rows locked by an open transaction are left for the next purge.
+    async fn purge_expired(&self) -> Result<u64> {
+        let mut total = 0_u64;
+        loop {
+            let q = sqlx::query(&self.inner.sql.purge).bind(self.inner.purge_batch);
+            let n = self
+                .run("purge_expired", q.execute(&self.inner.pool))
+                .await?
+                .rows_affected();
+            total += n;
+            if n < u64::try_from(self.inner.purge_batch).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+        }
     }
 }
 

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use idempotency::redis::{redis, RedisConfig};
-use idempotency::{block_on, DynStorage, FileStorage, Listed, ManualClock, StoreUrl, Timestamp};
+use idempotency::{
+    block_on, DynStorageAdmin, FileStorage, Listed, ManualClock, MemoryStorage, PostgresStorage,
+    StoreUrl, Timestamp,
+};
 use std::time::Duration;
 
 use crate::error::{CliError, Exit};
@@ -16,7 +19,7 @@ const PAGE: usize = 1000;
 /// An open store and the URL it was opened from (for messages).
 pub(crate) struct Store {
     pub(crate) url: String,
-    pub(crate) storage: Arc<dyn DynStorage>,
+    pub(crate) storage: Arc<dyn DynStorageAdmin>,
     /// The Redis URL, for a Redis store.
     redis: Option<String>,
     /// The Redis key prefix in use.
@@ -75,7 +78,7 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
         }
     }
     let mut redis = None;
-    let storage: Arc<dyn DynStorage> = match &url {
+    let storage: Arc<dyn DynStorageAdmin> = match &url {
         StoreUrl::Redis(u) => {
             let mut config = RedisConfig::new(u.clone()).reconnect_retries(1);
             if let Some(p) = redis_prefix {
@@ -88,7 +91,15 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
             Some(clock) => Arc::new(FileStorage::builder(dir).clock(Arc::new(clock)).open()?),
             None => Arc::new(FileStorage::open(dir)?),
         },
-        _ => url.open_manager()?.storage().clone(),
+        StoreUrl::Postgres(u) => Arc::new(PostgresStorage::connect(u)?),
+        StoreUrl::Memory => Arc::new(MemoryStorage::new()),
+        other => {
+            return Err(CliError::new(
+                Exit::Usage,
+                "config",
+                format!("the CLI cannot open `{other:?}`"),
+            ))
+        }
     };
     Ok(Store {
         url: text,
