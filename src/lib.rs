@@ -91,9 +91,9 @@ pub use idempotency_core::{
     CallOptions, Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error,
     ErrorKind, Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder,
     KeyWriter, ManagerBuilder, ManagerConfig, ManagerStats, ManualClock, MemoryStorage,
-    NormalizeKey, Observed, OperationLease, Outcome, Owner, Provenance, Record, RecordError,
-    RecordStatus, Result, Retention, Storage, StoreErrorPolicy, SystemClock, Timestamp,
-    MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
+    NormalizeKey, Observed, OperationLease, Outcome, Owner, Prefixed, Provenance, Record,
+    RecordError, RecordStatus, Result, Retention, Storage, StoreErrorPolicy, SystemClock,
+    Timestamp, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
 // The operator's side of a store (the `idempotency` CLI, purge jobs).

@@ -1,5 +1,6 @@
 //! Core of the [`idempotency`](https://docs.rs/idempotency) framework: key derivation, records,
-//! the [`Storage`] trait, the memory and file stores, and the [`IdempotencyManager`].
+//! the [`Storage`] and [`StorageAdmin`] traits, the memory and file stores, the [`Prefixed`]
+//! wrapper, and the [`IdempotencyManager`].
 //!
 //! **Not for direct use; depend on `idempotency`.** This crate's API does not follow semantic
 //! versioning on its own: only the `idempotency` facade does.
@@ -25,6 +26,7 @@ mod key;
 mod manager;
 mod memory;
 mod pipeline;
+mod prefixed;
 mod record;
 mod rt;
 mod storage;
@@ -49,6 +51,7 @@ pub use manager::{
 };
 pub use memory::MemoryStorage;
 pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};
+pub use prefixed::Prefixed;
 pub use record::{
     Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
 };
