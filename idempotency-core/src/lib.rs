@@ -28,6 +28,7 @@ mod memory;
 mod pipeline;
 mod prefixed;
 mod record;
+mod record_columns;
 mod rt;
 mod storage;
 pub mod telemetry;
@@ -55,6 +56,7 @@ pub use prefixed::Prefixed;
 pub use record::{
     Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
 };
+pub use record_columns::RecordColumns;
 pub use rt::block_on;
 #[doc(hidden)]
 pub use rt::framework_error_seen;

@@ -145,7 +145,7 @@ impl PostgresConfig {
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
             Error::Config(format!("invalid PostgreSQL URL `{}`: {e}", redact(url)))
         })?;
-        let (handle, shutdown) = crate::storage::start_worker()?;
+        let (handle, shutdown) = crate::runtime::start_worker()?;
         let pool = {
             let _entered = handle.enter();
             PgPoolOptions::new()

@@ -122,12 +122,18 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod admin;
 mod config;
+mod row;
+mod runtime;
+mod schema;
+mod sql;
 mod storage;
 mod tx;
 
 pub use config::{PostgresConfig, MAX_IDENTIFIER_BYTES};
-pub use storage::{PostgresStorage, SCHEMA_VERSION};
+pub use schema::SCHEMA_VERSION;
+pub use storage::PostgresStorage;
 pub use tx::{
     TxError, TxFuture, DEFAULT_TX_LEASE, DEFAULT_TX_TTL, REJECT_LOCK_WAIT, WAIT_POLL_INTERVAL,
 };

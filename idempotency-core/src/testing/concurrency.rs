@@ -114,25 +114,16 @@ pub async fn scenario_4_no_read_then_write_claim<H: Harness>(h: &H) {
     let m = manager(h);
     let count = Arc::new(AtomicUsize::new(0));
     let c = call("kit::s4", &1_u8);
-    let (in_a, a_paused) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
     let a = {
-        let (m, count, c, in_a, a_paused) = (
-            m.clone(),
-            count.clone(),
-            c.clone(),
-            in_a.clone(),
-            a_paused.clone(),
-        );
-        std::thread::spawn(move || {
+        let (m, count, c) = (m.clone(), count.clone(), c.clone());
+        Holder::start(move |pause| {
             m.execute_sync(&c, || {
                 count.fetch_add(1, Ordering::SeqCst);
-                in_a.wait();
-                a_paused.wait();
+                pause.here();
                 1_u8
             })
         })
     };
-    in_a.wait();
     let b = m.execute_sync(&c, || {
         count.fetch_add(1, Ordering::SeqCst);
         2_u8
@@ -142,11 +133,7 @@ pub async fn scenario_4_no_read_then_write_claim<H: Harness>(h: &H) {
         ErrorKind::InProgress,
         "scenario 4: B while A holds"
     );
-    a_paused.wait();
-    let a = a
-        .join()
-        .unwrap_or_else(|_| panic!("scenario 4: A panicked"));
-    assert_eq!(must(a).value, 1);
+    assert_eq!(must(a.finish()).value, 1);
     assert_eq!(count.load(Ordering::SeqCst), 1, "scenario 4: executions");
 }
 
@@ -216,25 +203,16 @@ pub async fn scenario_31_wait_mode<H: Harness>(h: &H) {
     });
     let c = call("kit::s31", &"x");
     let count = Arc::new(AtomicUsize::new(0));
-    let (started, finish) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
     let holder = {
-        let (m, c, count, started, finish) = (
-            m.clone(),
-            c.clone(),
-            count.clone(),
-            started.clone(),
-            finish.clone(),
-        );
-        std::thread::spawn(move || {
+        let (m, c, count) = (m.clone(), c.clone(), count.clone());
+        Holder::start(move |pause| {
             m.execute_sync(&c, || {
                 count.fetch_add(1, Ordering::SeqCst);
-                started.wait();
-                finish.wait();
+                pause.here();
                 "v".to_string()
             })
         })
     };
-    started.wait();
     let waiters: Vec<_> = (0..4)
         .map(|_| {
             let (m, c, count) = (m.clone(), c.clone(), count.clone());
@@ -246,8 +224,7 @@ pub async fn scenario_31_wait_mode<H: Harness>(h: &H) {
             })
         })
         .collect();
-    finish.wait();
-    must(holder.join().unwrap_or_else(|_| panic!("holder panicked")));
+    must(holder.finish());
     for w in waiters {
         let o = must(w.join().unwrap_or_else(|_| panic!("waiter panicked")));
         assert_eq!(o.value, "v");
@@ -261,29 +238,20 @@ pub async fn scenario_31_wait_mode<H: Harness>(h: &H) {
     // The holder fails transiently: exactly one waiter runs.
     let c = call("kit::s31", &"transient");
     let count = Arc::new(AtomicUsize::new(0));
-    let (started, finish) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
     let holder = {
-        let (m, c, count, started, finish) = (
-            m.clone(),
-            c.clone(),
-            count.clone(),
-            started.clone(),
-            finish.clone(),
-        );
-        std::thread::spawn(move || {
+        let (m, c, count) = (m.clone(), c.clone(), count.clone());
+        Holder::start(move |pause| {
             crate::block_on(m.try_execute_with(
                 &c,
                 || async {
                     count.fetch_add(1, Ordering::SeqCst);
-                    started.wait();
-                    finish.wait();
+                    pause.here();
                     Err::<String, _>(PayError::Timeout)
                 },
                 |_| true,
             ))
         })
     };
-    started.wait();
     let waiters: Vec<_> = (0..4)
         .map(|_| {
             let (m, c, count) = (m.clone(), c.clone(), count.clone());
@@ -295,8 +263,7 @@ pub async fn scenario_31_wait_mode<H: Harness>(h: &H) {
             })
         })
         .collect();
-    finish.wait();
-    must(holder.join().unwrap_or_else(|_| panic!("holder panicked")));
+    must(holder.finish());
     let mut executed = 0;
     for w in waiters {
         let o = must(w.join().unwrap_or_else(|_| panic!("waiter panicked")));
@@ -318,4 +285,49 @@ pub async fn scenario_31_wait_mode<H: Harness>(h: &H) {
         kind(quick.execute(&c, || async { 0_u8 }).await),
         ErrorKind::InProgress
     );
+}
+
+/// Where a [`Holder`]'s function pauses: [`here`](Self::here) signals that the function runs,
+/// then waits until the holder is [finished](Holder::finish).
+#[derive(Clone)]
+struct Pause {
+    running: Arc<Barrier>,
+    release: Arc<Barrier>,
+}
+
+impl Pause {
+    fn here(&self) {
+        self.running.wait();
+        self.release.wait();
+    }
+}
+
+/// A caller paused inside its function, on a thread of its own: it holds its claim (a live
+/// `Pending` record) until [`finish`](Self::finish).
+struct Holder<T> {
+    release: Arc<Barrier>,
+    thread: std::thread::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Holder<T> {
+    /// Runs `call` on a new thread and returns once its function has reached
+    /// [`Pause::here`].
+    fn start(call: impl FnOnce(Pause) -> T + Send + 'static) -> Self {
+        let pause = Pause {
+            running: Arc::new(Barrier::new(2)),
+            release: Arc::new(Barrier::new(2)),
+        };
+        let (running, release) = (pause.running.clone(), pause.release.clone());
+        let thread = std::thread::spawn(move || call(pause));
+        running.wait();
+        Holder { release, thread }
+    }
+
+    /// Lets the function return; the call's answer.
+    fn finish(self) -> T {
+        self.release.wait();
+        self.thread
+            .join()
+            .unwrap_or_else(|_| panic!("the holder's thread panicked"))
+    }
 }
