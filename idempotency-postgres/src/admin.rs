@@ -76,7 +76,7 @@ impl StorageAdmin for PostgresStorage {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Deletes expired rows in batches of [`PostgresConfig::purge_batch`] rows (one statement
+    /// Deletes expired rows in batches of [`PostgresConfig::purge_batch`](crate::PostgresConfig::purge_batch) rows (one statement
     /// each, using the `expires_at` index) until a batch comes back short. Each row is
     /// re-checked against the database's clock as it is deleted: a record re-claimed meanwhile
     /// survives (scenario 30); rows locked by an open transaction are left for the next purge.
