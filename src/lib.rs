@@ -93,13 +93,13 @@ pub use idempotency_core::{
     CallOptions, Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error,
     ErrorKind, Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder,
     KeyWriter, ManagerBuilder, ManagerConfig, ManagerStats, ManualClock, MemoryStorage,
-    NormalizeKey, Observed, OperationLease, Outcome, Owner, Provenance, Record, RecordError,
-    RecordStatus, Result, Retention, Storage, StoreErrorPolicy, SystemClock, Timestamp,
-    MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
+    NormalizeKey, Observed, OperationLease, Outcome, Owner, Prefixed, Provenance, Record,
+    RecordError, RecordStatus, Result, Retention, Storage, StoreErrorPolicy, SystemClock,
+    Timestamp, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,
 };
 pub use scoped::{refresh, refresh_sync, with_key, with_key_sync, WithOverride};
-// Store listing, for operators (the `idempotency` CLI).
-pub use idempotency_core::{Listed, Page};
+// The operator's side of a store (the `idempotency` CLI, purge jobs).
+pub use idempotency_core::{DynStorageAdmin, Listed, Page, StorageAdmin};
 // Building blocks for a store that reads, decides and writes under one lock (the memory and
 // file stores, `examples/custom_store.rs`): the claim decision and the fenced finish.
 pub use idempotency_core::{apply_finish, decide_claim, ClaimDecision, Finish};
@@ -118,7 +118,7 @@ pub use idempotency_core::{
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 #[doc(inline)]
-pub use idempotency_core::{conformance_suite, testing};
+pub use idempotency_core::{admin_suite, conformance_suite, testing};
 
 /// Wraps `pipeline` in an [`IdempotentPipeline`] over the process-wide
 /// [`default_manager`] (`IDEMPOTENCY_URL`, else the file store in `.idempotency`).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency::redis::{redis, RedisConfig};
-use idempotency::DynStorage;
+use idempotency::DynStorageAdmin;
 
 use crate::error::CliError;
 
@@ -31,7 +31,7 @@ impl RedisTarget {
     }
 
     /// Connects, retrying a lost connection once (an operator's command fails fast).
-    pub(crate) fn open(&self) -> Result<Arc<dyn DynStorage>, CliError> {
+    pub(crate) fn open(&self) -> Result<Arc<dyn DynStorageAdmin>, CliError> {
         let config = RedisConfig::new(self.url.clone())
             .reconnect_retries(1)
             .prefix(self.prefix.clone());

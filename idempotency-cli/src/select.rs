@@ -155,7 +155,9 @@ impl Selector {
             )
         })?;
         let key = match &self.key_prefix {
-            Some(p) => derived.key.with_prefix(p),
+            Some(p) => idempotency::Prefixed::new((), p.as_str())
+                .map_err(|e| usage(&crate::error::describe(&e)))?
+                .stored_key(&derived.key),
             None => derived.key,
         };
         Ok(Selected {

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use idempotency::{block_on, DynStorage, FileStorage, Listed, ManualClock, StoreUrl, Timestamp};
+use idempotency::{
+    block_on, DynStorageAdmin, FileStorage, Listed, ManualClock, MemoryStorage, StoreUrl,
+    Timestamp,
+};
 
 use crate::error::{CliError, Exit};
 #[cfg(feature = "redis")]
@@ -15,7 +18,7 @@ const PAGE: usize = 1000;
 /// An open store and the URL it was opened from (for messages).
 pub(crate) struct Store {
     pub(crate) url: String,
-    pub(crate) storage: Arc<dyn DynStorage>,
+    pub(crate) storage: Arc<dyn DynStorageAdmin>,
     /// The Redis URL and key prefix, for a Redis store.
     #[cfg(feature = "redis")]
     redis: Option<RedisTarget>,
@@ -79,7 +82,7 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
     let mut redis = None;
     #[cfg(not(feature = "redis"))]
     let _ = redis_prefix;
-    let storage: Arc<dyn DynStorage> = match &url {
+    let storage: Arc<dyn DynStorageAdmin> = match &url {
         StoreUrl::Redis(u) if u.starts_with("rediss://") && !cfg!(feature = "redis-tls") => {
             return Err(not_built("`rediss://` (Redis over TLS)", "redis-tls"));
         }
@@ -98,7 +101,16 @@ pub(crate) fn open(flag: Option<&str>, redis_prefix: Option<&str>) -> Result<Sto
             Some(clock) => Arc::new(FileStorage::builder(dir).clock(Arc::new(clock)).open()?),
             None => Arc::new(FileStorage::open(dir)?),
         },
-        _ => url.open_manager()?.storage().clone(),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(u) => Arc::new(idempotency::PostgresStorage::connect(u)?),
+        StoreUrl::Memory => Arc::new(MemoryStorage::new()),
+        other => {
+            return Err(CliError::new(
+                Exit::Usage,
+                "config",
+                format!("the CLI cannot open `{other:?}`"),
+            ))
+        }
     };
     Ok(Store {
         url: text,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use idempotency::{
     block_on, Claim, ClaimRequest, Clock, DerivedKey, FileStorage, IdempotencyKey, ManualClock,
-    Owner, RecordError, Storage, SystemClock, Timestamp,
+    Owner, RecordError, Storage, StorageAdmin, SystemClock, Timestamp,
 };
 use serde_json::Value;
 

@@ -118,6 +118,14 @@ impl IdempotencyKey {
         IdempotencyKey(s)
     }
 
+    /// This key without `prefix` in front, or `None` when it does not start with it (the
+    /// inverse of [`with_prefix`](Self::with_prefix), for [`Prefixed`](crate::Prefixed)).
+    pub(crate) fn strip_prefix(&self, prefix: &str) -> Option<IdempotencyKey> {
+        self.0
+            .strip_prefix(prefix)
+            .map(|rest| IdempotencyKey(rest.to_owned()))
+    }
+
     /// The key as a string: `operation_name:32_hex_chars`.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -1,5 +1,6 @@
 //! Core of the [`idempotency`](https://docs.rs/idempotency) framework: key derivation, records,
-//! the [`Storage`] trait, the memory and file stores, and the [`IdempotencyManager`].
+//! the [`Storage`] and [`StorageAdmin`] traits, the memory and file stores, the [`Prefixed`]
+//! wrapper, and the [`IdempotencyManager`].
 //!
 //! **Not for direct use; depend on `idempotency`.** This crate's API does not follow semantic
 //! versioning on its own: only the `idempotency` facade does.
@@ -17,13 +18,17 @@ pub mod canonical;
 pub mod codec;
 mod error;
 mod error_serde;
+pub mod fault;
 #[cfg(feature = "file")]
 mod file;
+pub mod hex;
 mod key;
 mod manager;
 mod memory;
 mod pipeline;
+mod prefixed;
 mod record;
+mod record_columns;
 mod rt;
 mod storage;
 pub mod telemetry;
@@ -47,14 +52,16 @@ pub use manager::{
 };
 pub use memory::MemoryStorage;
 pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};
+pub use prefixed::Prefixed;
 pub use record::{
     Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
 };
+pub use record_columns::RecordColumns;
 pub use rt::block_on;
 #[doc(hidden)]
 pub use rt::framework_error_seen;
 pub use storage::{
-    apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
-    Listed, Observed, Page, Storage,
+    apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage,
+    DynStorageAdmin, Finish, Listed, Observed, Page, Storage, StorageAdmin,
 };
 pub use telemetry::ManagerStats;

@@ -1293,14 +1293,6 @@ impl IdempotencyManager {
         Ok(())
     }
 
-    /// Removes expired records (see [`Storage::purge_expired`](crate::Storage::purge_expired)).
-    ///
-    /// # Errors
-    /// Store errors.
-    pub async fn cleanup_expired(&self) -> Result<u64> {
-        self.inner.storage.purge_expired().await
-    }
-
     /// Decodes the stored value of a finished record as `T` (values are CBOR since record format
     /// version 2).
     ///

@@ -9,7 +9,7 @@ use crate::key::IdempotencyKey;
 use crate::record::{Clock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp};
 use crate::storage::{
     apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Listed, Observed, Page,
-    Storage,
+    Storage, StorageAdmin,
 };
 
 /// A store that keeps records in memory, for tests and single-process services.
@@ -152,14 +152,9 @@ impl Storage for MemoryStorage {
     async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
         Ok(self.lock().remove(key).is_some())
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
-        let now = self.clock.now();
-        let mut map = self.lock();
-        let before = map.len();
-        map.retain(|_, r| !r.is_expired_at(now));
-        Ok((before - map.len()) as u64)
-    }
+impl StorageAdmin for MemoryStorage {
     async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
         // Pages in key order; the cursor is the last key of the previous page.
         let now = self.clock.now();
@@ -196,5 +191,13 @@ impl Storage for MemoryStorage {
     async fn remove_unreadable(&self, _location: &str) -> Result<bool> {
         // Records are held decoded: nothing here is ever unreadable.
         Ok(false)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let now = self.clock.now();
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, r| !r.is_expired_at(now));
+        Ok((before - map.len()) as u64)
     }
 }

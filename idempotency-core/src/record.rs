@@ -217,7 +217,7 @@ pub struct Record {
     pub fingerprint: Fingerprint,
 }
 
-const MAGIC: &[u8; 3] = b"IDR";
+pub(crate) const MAGIC: &[u8; 3] = b"IDR";
 
 impl Record {
     /// The record format version written by this build, and the only one it reads.

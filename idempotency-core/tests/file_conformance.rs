@@ -1,12 +1,15 @@
 //! The conformance kit on `FileStorage`, with the store's clock injected, in a fresh directory
-//! per test (scenario 26 included: the harness writes raw bytes into record files).
+//! per test (scenario 26 included: the harness writes raw bytes into record files): the state
+//! transitions and the admin checks.
 #![cfg(all(feature = "testing", feature = "file"))]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use idempotency_core::testing::Harness;
-use idempotency_core::{DynStorage, FileStorage, IdempotencyKey, ManualClock, Timestamp};
+use idempotency_core::testing::{AdminHarness, Harness};
+use idempotency_core::{
+    DynStorage, DynStorageAdmin, FileStorage, IdempotencyKey, ManualClock, Timestamp,
+};
 
 struct FileHarness {
     clock: ManualClock,
@@ -48,4 +51,11 @@ impl Harness for FileHarness {
     }
 }
 
+impl AdminHarness for FileHarness {
+    fn admin_store(&self) -> Arc<dyn DynStorageAdmin> {
+        Arc::new(self.store.clone())
+    }
+}
+
 idempotency_core::conformance_suite!(FileHarness::new());
+idempotency_core::admin_suite!(FileHarness::new());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use idempotency_core::{
     block_on, Call, Durability, Error, ErrorKind, FileStorage, IdempotencyKey, IdempotencyManager,
-    ManualClock, Record, RecordStatus, Storage, Timestamp,
+    ManualClock, Record, RecordStatus, Storage, StorageAdmin, Timestamp,
 };
 
 fn call(args: &str) -> Call {

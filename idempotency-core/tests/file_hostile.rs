@@ -12,7 +12,7 @@ use std::time::Duration;
 use file_common::{raw_key, tree};
 use idempotency_core::{
     block_on, Call, Claim, ClaimRequest, Error, ErrorKind, FileStorage, Fingerprint,
-    IdempotencyKey, IdempotencyManager, KeyEncoder, ManualClock, Storage, Timestamp,
+    IdempotencyKey, IdempotencyManager, KeyEncoder, ManualClock, Storage, StorageAdmin, Timestamp,
 };
 use uuid::Uuid;
 

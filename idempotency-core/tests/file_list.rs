@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use idempotency_core::{
     block_on, Call, Clock, Error, ErrorKind, FileStorage, IdempotencyKey, IdempotencyManager,
-    Listed, ManualClock, Page, RecordStatus, Storage, Timestamp,
+    Listed, ManualClock, Page, RecordStatus, Storage, StorageAdmin, Timestamp,
 };
 
 fn manual_store(dir: &Path) -> (ManualClock, FileStorage) {

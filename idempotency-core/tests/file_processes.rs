@@ -13,7 +13,7 @@ use std::time::Duration;
 use file_common::{child_arg, child_dir, expect_marker, lines, role, say, signal, spawn};
 use idempotency_core::{
     block_on, Begin, Call, Claim, ClaimRequest, Clock, Error, ErrorKind, FileStorage, Fingerprint,
-    IdempotencyKey, IdempotencyManager, Observed, RecordStatus, Storage, SystemClock,
+    IdempotencyKey, IdempotencyManager, Observed, RecordStatus, Storage, StorageAdmin, SystemClock,
 };
 use uuid::Uuid;
 

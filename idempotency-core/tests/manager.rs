@@ -267,7 +267,7 @@ async fn key_prefix_namespaces_records() {
 
 #[tokio::test]
 async fn memory_store_lists_in_pages() {
-    use idempotency_core::{Listed, Storage};
+    use idempotency_core::{Listed, StorageAdmin};
     let store = MemoryStorage::new();
     let m = IdempotencyManager::new(store.clone());
     for i in 0..5 {
@@ -278,7 +278,7 @@ async fn memory_store_lists_in_pages() {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = Storage::list(&store, cursor.as_deref(), 2)
+        let page = StorageAdmin::list(&store, cursor.as_deref(), 2)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(page.items.len() <= 2);
@@ -445,9 +445,6 @@ fn scenario_8_a_failed_release_still_returns_the_callers_own_error() {
         }
         async fn delete(&self, k: &IdempotencyKey) -> Result<bool> {
             Storage::delete(&self.0, k).await
-        }
-        async fn purge_expired(&self) -> Result<u64> {
-            Storage::purge_expired(&self.0).await
         }
     }
     let m = IdempotencyManager::new(NoRelease::default());

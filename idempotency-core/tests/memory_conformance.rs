@@ -1,11 +1,12 @@
-//! The conformance kit on `MemoryStorage`, with the store's clock injected.
+//! The conformance kit on `MemoryStorage`, with the store's clock injected: the state
+//! transitions and the admin checks.
 #![cfg(feature = "testing")]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use idempotency_core::testing::Harness;
-use idempotency_core::{DynStorage, ManualClock, MemoryStorage, Timestamp};
+use idempotency_core::testing::{AdminHarness, Harness};
+use idempotency_core::{DynStorage, DynStorageAdmin, ManualClock, MemoryStorage, Timestamp};
 
 struct Memory {
     clock: ManualClock,
@@ -33,4 +34,11 @@ impl Harness for Memory {
     }
 }
 
+impl AdminHarness for Memory {
+    fn admin_store(&self) -> Arc<dyn DynStorageAdmin> {
+        Arc::new(self.store.clone())
+    }
+}
+
 idempotency_core::conformance_suite!(Memory::new(); without_raw_bytes);
+idempotency_core::admin_suite!(Memory::new());

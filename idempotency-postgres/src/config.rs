@@ -109,7 +109,7 @@ impl PostgresConfig {
     }
 
     /// How many expired rows one `DELETE` of
-    /// [`purge_expired`](idempotency_core::Storage::purge_expired) removes (it repeats until
+    /// [`purge_expired`](idempotency_core::StorageAdmin::purge_expired) removes (it repeats until
     /// fewer are left), so a large purge never holds many row locks at once; default 1 000.
     pub fn purge_batch(mut self, rows: u32) -> Self {
         self.purge_batch = rows;
@@ -145,7 +145,7 @@ impl PostgresConfig {
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
             Error::Config(format!("invalid PostgreSQL URL `{}`: {e}", redact(url)))
         })?;
-        let (handle, shutdown) = crate::storage::start_worker()?;
+        let (handle, shutdown) = crate::runtime::start_worker()?;
         let pool = {
             let _entered = handle.enter();
             PgPoolOptions::new()

@@ -98,7 +98,7 @@
 //! proxy (`sslmode=require` in the URL fails to connect rather than falling back to plain text).
 //!
 //! Expired records read as absent ([`Storage::get`] returns `None`, and the next claim
-//! replaces them, keeping the fencing token growing); [`Storage::purge_expired`] deletes them
+//! replaces them, keeping the fencing token growing); [`StorageAdmin::purge_expired`] deletes them
 //! in bounded batches.
 //!
 //! # Errors
@@ -112,7 +112,7 @@
 //!
 //! [`Storage::try_claim`]: idempotency_core::Storage::try_claim
 //! [`Storage::get`]: idempotency_core::Storage::get
-//! [`Storage::purge_expired`]: idempotency_core::Storage::purge_expired
+//! [`StorageAdmin::purge_expired`]: idempotency_core::StorageAdmin::purge_expired
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -122,12 +122,18 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod admin;
 mod config;
+mod row;
+mod runtime;
+mod schema;
+mod sql;
 mod storage;
 mod tx;
 
 pub use config::{PostgresConfig, MAX_IDENTIFIER_BYTES};
-pub use storage::{PostgresStorage, SCHEMA_VERSION};
+pub use schema::SCHEMA_VERSION;
+pub use storage::PostgresStorage;
 pub use tx::{
     TxError, TxFuture, DEFAULT_TX_LEASE, DEFAULT_TX_TTL, REJECT_LOCK_WAIT, WAIT_POLL_INTERVAL,
 };

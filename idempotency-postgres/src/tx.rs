@@ -4,14 +4,16 @@
 use std::time::{Duration, Instant};
 
 use idempotency_core::{
-    Call, ClaimRequest, Clock, ConflictPolicy, Error, FingerprintPolicy, Outcome, Provenance,
-    Record, RecordError, RecordStatus, Retention, SystemClock, Timestamp,
+    Call, ClaimRequest, Clock, ConflictPolicy, Error, FingerprintPolicy, Outcome, Owner,
+    Provenance, Record, RecordError, RecordStatus, Retention, SystemClock, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
-use crate::storage::{head, millis, PostgresStorage, RawRow};
+use crate::row::{millis, timestamp, ClaimRow};
+use crate::runtime::InRuntime;
+use crate::storage::{PostgresStorage, CLAIM_ATTEMPTS};
 
 /// A boxed, `Send` future borrowing the transaction's connection, as returned by the function
 /// given to [`PostgresStorage::execute_in`] (the shape of sqlx's own `Connection::transaction`).
@@ -330,7 +332,7 @@ impl PostgresStorage {
                 }
             }
         };
-        crate::storage::InRuntime::new(&self.inner.handle, fut).await
+        InRuntime::new(&self.inner.handle, fut).await
     }
 
     /// The claim statement inside the call's savepoint, with `lock_timeout` at `wait` for it.
@@ -351,17 +353,13 @@ impl PostgresStorage {
             .execute(&mut *conn)
             .await
             .map_err(|e| store_err("claim", e))?;
-        let body = head(&call.key, RecordStatus::Pending, &[], None)?;
-        let key = call.key.as_str().as_bytes();
+        let body = Record::encode_head(&call.key, RecordStatus::Pending, &[], None)?;
         let mut out = None;
-        for _ in 0..crate::storage::CLAIM_ATTEMPTS {
-            let row = sqlx::query(&self.inner.sql.claim)
-                .bind(key)
-                .bind(req.execution_id.as_bytes().as_slice())
-                .bind(millis(req.lease))
-                .bind(req.fingerprint.0.as_slice())
-                .bind(&body)
-                .bind(req.refresh)
+        for _ in 0..CLAIM_ATTEMPTS {
+            let row = self
+                .inner
+                .sql
+                .claim_query(&call.key, req, &body)
                 .fetch_optional(&mut *conn)
                 .await;
             let row = match row {
@@ -370,32 +368,19 @@ impl PostgresStorage {
                 Ok(None) => continue,
                 Ok(Some(row)) => row,
             };
-            let claimed: bool = row.try_get("claimed").map_err(|e| store_err("claim", e))?;
-            let now: i64 = row.try_get("now").map_err(|e| store_err("claim", e))?;
-            let now = Timestamp(u64::try_from(now).unwrap_or(0));
-            if claimed {
-                let token: i64 = row
-                    .try_get("fencing_token")
-                    .map_err(|e| store_err("claim", e))?;
-                out = Some(Claimed::Run {
-                    token: u64::try_from(token).unwrap_or(0),
-                    created: now,
-                });
-                break;
+            match ClaimRow::read(&row, &call.key, req)? {
+                ClaimRow::Claimed { token, now, .. } => {
+                    out = Some(Claimed::Run {
+                        token,
+                        created: now,
+                    });
+                    break;
+                }
+                ClaimRow::Stale => continue,
+                ClaimRow::Existing { record, now } => {
+                    return Ok(Some(Claimed::Existing { record, now }))
+                }
             }
-            let raw = RawRow::from_row(&row, false).map_err(|e| store_err("claim", e))?;
-            let record = raw.decode(&|| call.key.to_string())?;
-            if record.key != call.key {
-                return Err(Error::CorruptRecord {
-                    key: call.key.to_string(),
-                    reason: "the row holds the record of another key".into(),
-                });
-            }
-            if record.is_expired_at(now) || (req.refresh && record.status != RecordStatus::Pending)
-            {
-                continue;
-            }
-            return Ok(Some(Claimed::Existing { record, now }));
         }
         let Some(claimed) = out else {
             return Err(Error::storage(
@@ -433,14 +418,15 @@ impl PostgresStorage {
                 message,
             }
         })?;
-        let body = head(&call.key, RecordStatus::Success, &encoded, None)?;
-        let row = sqlx::query(&self.inner.sql.finish)
-            .bind(call.key.as_str().as_bytes())
-            .bind(req.execution_id.as_bytes().as_slice())
-            .bind(i64::try_from(token).unwrap_or(-1))
-            .bind(1_i16)
-            .bind(&body)
-            .bind(millis(ttl))
+        let body = Record::encode_head(&call.key, RecordStatus::Success, &encoded, None)?;
+        let owner = Owner {
+            execution_id: req.execution_id,
+            fencing_token: token,
+        };
+        let row = self
+            .inner
+            .sql
+            .finish_query(&call.key, &owner, RecordStatus::Success, &body, ttl)
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| store_err("complete", e))?;
@@ -452,6 +438,6 @@ impl PostgresStorage {
         let expires: i64 = row
             .try_get("expires_at")
             .map_err(|e| store_err("complete", e))?;
-        Ok(Timestamp(u64::try_from(expires).unwrap_or(0)))
+        Ok(timestamp(expires))
     }
 }

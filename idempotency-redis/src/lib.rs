@@ -78,7 +78,7 @@
 //!
 //! # Expiry
 //! Redis expires records natively, so
-//! [`Storage::purge_expired`](idempotency_core::Storage::purge_expired) returns `Ok(0)`.
+//! [`StorageAdmin::purge_expired`](idempotency_core::StorageAdmin::purge_expired) returns `Ok(0)`.
 //! A finished record's key expires with its TTL (`0 < PTTL <= ttl` right after completion).
 //! A `Pending` record's key lives for the lease plus the *fence retention* (default 1 hour):
 //! the scripts compare the stored lease deadline with Redis's time, so the lease ends on time,

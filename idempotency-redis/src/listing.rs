@@ -131,7 +131,7 @@ impl RedisStorage {
         }
     }
 
-    /// One page of [`Storage::list`](idempotency_core::Storage::list).
+    /// One page of [`StorageAdmin::list`](idempotency_core::StorageAdmin::list).
     pub(crate) async fn list_page(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
         self.refuse_cluster()?;
         let start: u64 = match cursor {
@@ -181,7 +181,7 @@ impl RedisStorage {
         })
     }
 
-    /// [`Storage::remove_unreadable`](idempotency_core::Storage::remove_unreadable).
+    /// [`StorageAdmin::remove_unreadable`](idempotency_core::StorageAdmin::remove_unreadable).
     pub(crate) async fn remove_unreadable_at(&self, location: &str) -> Result<bool> {
         self.refuse_cluster()?;
         if !self.is_own_record_key(location) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use idempotency_core::{
     Claim, ClaimRequest, Error, Fingerprint, IdempotencyKey, Observed, Owner, Page, Record,
-    RecordError, RecordStatus, Result, Storage, Timestamp,
+    RecordError, RecordStatus, Result, Storage, StorageAdmin, Timestamp,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
@@ -832,13 +832,9 @@ impl Storage for RedisStorage {
         .await?;
         Ok(n > 0)
     }
+}
 
-    /// Redis expires records natively (`PEXPIREAT` on every write), so there is nothing to
-    /// purge: always `Ok(0)`.
-    async fn purge_expired(&self) -> Result<u64> {
-        Ok(0)
-    }
-
+impl StorageAdmin for RedisStorage {
     /// Lists this store's records with `SCAN` (`COUNT limit`, a hint: a page may hold more or
     /// fewer entries), matching only this store's own key shape (`prefix{<64 hex>}`, the prefix
     /// glob-escaped; never user input), then reads the page's records in one script with
@@ -856,6 +852,12 @@ impl Storage for RedisStorage {
     /// the check and the `DEL` run in one script, so a key rewritten meanwhile survives.
     async fn remove_unreadable(&self, location: &str) -> Result<bool> {
         self.remove_unreadable_at(location).await
+    }
+
+    /// Redis expires records natively (`PEXPIREAT` on every write), so there is nothing to
+    /// purge: always `Ok(0)`.
+    async fn purge_expired(&self) -> Result<u64> {
+        Ok(0)
     }
 }
 

@@ -2,7 +2,9 @@
 //! `[[test]]` entries in Cargo.toml), once on the memory store and once, as `<name>_file`, on the
 //! embedded file store in a fresh temporary directory.
 
-use idempotency::{FileStorage, IdempotencyManager, MemoryStorage};
+use std::sync::Arc;
+
+use idempotency::{DynStorageAdmin, FileStorage, IdempotencyManager, MemoryStorage};
 
 /// Whether this test binary runs on the file store.
 pub const ON_FILE_STORE: bool = {
@@ -18,13 +20,20 @@ pub const ON_FILE_STORE: bool = {
 
 /// A fresh manager on this binary's store.
 pub fn manager() -> IdempotencyManager {
+    manager_and_store().0
+}
+
+/// A fresh manager on this binary's store, and the store's operator side (to list it).
+#[allow(dead_code)]
+pub fn manager_and_store() -> (IdempotencyManager, Arc<dyn DynStorageAdmin>) {
     if ON_FILE_STORE {
         let dir = tempfile::tempdir()
             .unwrap_or_else(|e| panic!("temp dir: {e}"))
             .keep();
         let store = FileStorage::open(dir).unwrap_or_else(|e| panic!("file store: {e}"));
-        IdempotencyManager::new(store)
+        (IdempotencyManager::new(store.clone()), Arc::new(store))
     } else {
-        IdempotencyManager::new(MemoryStorage::new())
+        let store = MemoryStorage::new();
+        (IdempotencyManager::new(store.clone()), Arc::new(store))
     }
 }

@@ -258,13 +258,13 @@ impl Orders {
 
 #[tokio::test]
 async fn scenario_18_async_methods_of_two_types_in_one_module_never_share_a_record() {
-    let m = crate::common::store::manager();
+    let (m, store) = crate::common::store::manager_and_store();
     assert_eq!(Users.get(&m, 1).await.unwrap(), "user-1");
     assert_eq!(Orders.get(&m, 1).await.unwrap(), "order-1");
     assert_eq!(Users.get(&m, 1).await.unwrap(), "user-1");
     assert_eq!(GETS.load(Ordering::SeqCst), 2);
     // The `async` body adds no segment to the operation name.
-    let page = m.storage().list(None, 10).await.unwrap();
+    let page = store.list(None, 10).await.unwrap();
     let mut names: Vec<String> = page
         .items
         .iter()

@@ -612,9 +612,9 @@ fn the_store_under_test_is_the_one_this_binary_names() {
 
 // ---- operation identity: paths, instantiations and the receiver (issue 12) ----
 
-/// The operation names of every record in `m`'s store, sorted.
-fn operations(m: &IdempotencyManager) -> Vec<String> {
-    let page = idempotency::block_on(m.storage().list(None, 1000)).unwrap();
+/// The operation names of every record in `store`, sorted.
+fn operations(store: &dyn idempotency::DynStorageAdmin) -> Vec<String> {
+    let page = idempotency::block_on(store.list(None, 1000)).unwrap();
     assert!(page.cursor.is_none());
     let mut names: Vec<String> = page
         .items
@@ -641,7 +641,7 @@ fn echo<T: Serialize + serde::de::DeserializeOwned>(
 
 #[test]
 fn scenario_18_instantiations_of_a_generic_function_never_share_a_record() {
-    let m = memory();
+    let (m, store) = crate::common::store::manager_and_store();
     assert_eq!(echo(&m, 5_u32).unwrap(), 5_u32);
     // Another instantiation, same serialized argument: the body runs.
     assert_eq!(echo(&m, 5_u64).unwrap(), 5_u64);
@@ -651,7 +651,7 @@ fn scenario_18_instantiations_of_a_generic_function_never_share_a_record() {
     assert_eq!(ECHO.load(Ordering::SeqCst), 2);
     // Free functions keep `module_path!()::name` as their operation name.
     let name = concat!(module_path!(), "::echo").to_owned();
-    assert_eq!(operations(&m), vec![name.clone(), name]);
+    assert_eq!(operations(&*store), vec![name.clone(), name]);
 }
 
 static TWICE: AtomicUsize = AtomicUsize::new(0);
@@ -726,7 +726,7 @@ impl Orders {
 
 #[test]
 fn scenario_18_methods_of_two_types_in_one_module_never_share_a_record() {
-    let m = memory();
+    let (m, store) = crate::common::store::manager_and_store();
     assert_eq!(Users.get(&m, 1).unwrap(), "user-1");
     assert_eq!(Orders.get(&m, 1).unwrap(), "order-1");
     assert_eq!(GETS.load(Ordering::SeqCst), 2);
@@ -735,7 +735,7 @@ fn scenario_18_methods_of_two_types_in_one_module_never_share_a_record() {
     assert_eq!(GETS.load(Ordering::SeqCst), 2);
     // The default operation name is the method's path, type included.
     assert_eq!(
-        operations(&m),
+        operations(&*store),
         vec![
             concat!(module_path!(), "::Orders::get").to_owned(),
             concat!(module_path!(), "::Users::get").to_owned(),
@@ -851,7 +851,7 @@ impl<T: Table> Repo<T> {
 
 #[test]
 fn scenario_18_methods_of_a_generic_type_never_share_a_record_across_instantiations() {
-    let m = memory();
+    let (m, store) = crate::common::store::manager_and_store();
     assert_eq!(Repo::<UserRow>::count(&m, 1).unwrap(), "users-1");
     assert_eq!(Repo::<OrderRow>::count(&m, 1).unwrap(), "orders-1");
     assert_eq!(REPO.load(Ordering::SeqCst), 2);
@@ -872,7 +872,7 @@ fn scenario_18_methods_of_a_generic_type_never_share_a_record_across_instantiati
     assert_eq!(REPO.load(Ordering::SeqCst), 5);
     // The visible name is the path with the type's parameters as `_` (stores accept `<`, `>`
     // and spaces: they hash the key into file names and Redis keys).
-    let ops = operations(&m);
+    let ops = operations(&*store);
     let count = concat!(module_path!(), "::Repo<_>::count");
     assert_eq!(ops.iter().filter(|o| *o == count).count(), 2, "{ops:?}");
 }
@@ -891,12 +891,12 @@ fn pinned_echo<T: Serialize + serde::de::DeserializeOwned>(
 
 #[test]
 fn scenario_18_a_pinned_name_still_separates_instantiations() {
-    let m = memory();
+    let (m, store) = crate::common::store::manager_and_store();
     assert_eq!(pinned_echo(&m, 5_u32).unwrap(), 5_u32);
     assert_eq!(pinned_echo(&m, 5_u64).unwrap(), 5_u64);
     assert_eq!(pinned_echo(&m, 5_u64).unwrap(), 5_u64);
     assert_eq!(PINNED.load(Ordering::SeqCst), 2);
-    assert_eq!(operations(&m), vec!["pinned::echo", "pinned::echo"]);
+    assert_eq!(operations(&*store), vec!["pinned::echo", "pinned::echo"]);
 }
 
 static BILLED: AtomicUsize = AtomicUsize::new(0);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency::postgres::sqlx::{self, Connection, PgConnection};
-use idempotency::{DynStorage, IdempotencyKey, PostgresConfig, PostgresStorage};
-use idempotency_core::testing::Harness;
+use idempotency::{DynStorage, DynStorageAdmin, IdempotencyKey, PostgresConfig, PostgresStorage};
+use idempotency_core::testing::{AdminHarness, Harness};
 
 pub const URL_ENV: &str = "IDEMPOTENCY_POSTGRES_URL";
 pub const REQUIRE_ENV: &str = "IDEMPOTENCY_REQUIRE_POSTGRES";
@@ -156,5 +156,11 @@ impl Harness for PgHarness {
         })
         .unwrap()
         .unwrap()
+    }
+}
+
+impl AdminHarness for PgHarness {
+    fn admin_store(&self) -> Arc<dyn DynStorageAdmin> {
+        Arc::new(self.store.clone())
     }
 }

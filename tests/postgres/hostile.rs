@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use idempotency::postgres::sqlx;
-use idempotency::{Call, ErrorKind, IdempotencyManager, KeyEncoder, Storage};
+use idempotency::{Call, ErrorKind, IdempotencyManager, KeyEncoder, Prefixed, Storage};
 
 use crate::harness::{with_conn, PgHarness};
 
@@ -27,10 +27,8 @@ fn hostile_keys() -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_20_hostile_custom_keys_run_once_and_replay() {
     let Some(h) = PgHarness::new() else { return };
-    let m = IdempotencyManager::builder(h.store.clone())
-        .key_prefix("tenant'\";--")
-        .build()
-        .unwrap();
+    let namespaced = Prefixed::new(h.store.clone(), "tenant'\";--").unwrap();
+    let m = IdempotencyManager::new(namespaced.clone());
     let keys = hostile_keys();
     let runs = AtomicUsize::new(0);
     for (i, k) in keys.iter().enumerate() {
@@ -48,7 +46,8 @@ async fn scenario_20_hostile_custom_keys_run_once_and_replay() {
             assert_eq!(o.value, format!("value {i}"));
             assert_eq!(o.is_replayed(), round == 1, "key {k:?}");
         }
-        let stored = call.key.with_prefix("tenant'\";--");
+        let stored = namespaced.stored_key(&call.key);
+        assert!(stored.as_str().starts_with("tenant'\";--/"));
         let rec = Storage::get(&h.store, &stored).await.unwrap();
         assert!(rec.is_some(), "key {k:?} has its record");
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use idempotency::postgres::sqlx;
 use idempotency::{
     Claim, ClaimRequest, ErrorKind, IdempotencyKey, Owner, PostgresConfig, PostgresStorage,
-    RecordError, RecordStatus, Storage,
+    RecordError, RecordStatus, Storage, StorageAdmin,
 };
 
 use crate::harness::{url, with_conn, PgHarness};

@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use idempotency::{idempotent, IdempotencyManager, Listed};
+use idempotency::{idempotent, IdempotencyManager, Listed, StorageAdmin};
 
 use crate::harness::RedisHarness;
 
@@ -58,7 +58,7 @@ async fn scenario_18_generic_instantiations_never_share_a_record_on_redis() {
     assert_eq!(Repo::<Orders>::get(&m, 1).await.unwrap(), "order-1");
     assert_eq!(RUNS.load(Ordering::SeqCst), 4);
 
-    let page = m.storage().list(None, 100).await.unwrap();
+    let page = StorageAdmin::list(&h.store, None, 100).await.unwrap();
     let mut names: Vec<String> = page
         .items
         .iter()

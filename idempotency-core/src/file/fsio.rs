@@ -163,8 +163,7 @@ pub(super) fn write_atomic(
         let _ = fs::remove_file(temp);
         return Err(io_error("write temporary record file", temp, e));
     }
-    #[cfg(feature = "testing")]
-    crate::testing::fault::hit("during_write", &target.to_string_lossy());
+    crate::fault_point!(crate::fault::DURING_WRITE, &target.to_string_lossy());
     if let Err(e) = fs::rename(temp, target) {
         let _ = fs::remove_file(temp);
         return Err(io_error("rename temporary file onto record", target, e));

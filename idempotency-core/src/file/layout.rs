@@ -17,18 +17,8 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// reaches the file system, so `../`, `/`, `\0`, `CON`, glob characters or a 10 KB key all map
 /// to 64 characters of `[0-9a-f]`, and different strings (`Key`/`key`, NFC/NFD) never alias.
 pub(super) fn digest_hex(key: &IdempotencyKey) -> String {
-    let digest = Sha256::digest(key.as_str().as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest.iter() {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0x0f)]);
-    }
-    out
+    crate::hex::encode(Sha256::digest(key.as_str().as_bytes()))
 }
-
-const HEX: [char; 16] = [
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f',
-];
 
 /// The paths of one key's record.
 #[derive(Debug, Clone)]
@@ -65,12 +55,12 @@ impl RecordPaths {
 
 /// Whether `name` is a shard directory name (two lowercase hex chars).
 pub(super) fn is_shard_name(name: &str) -> bool {
-    name.len() == 2 && name.bytes().all(is_lower_hex)
+    name.len() == 2 && crate::hex::is_lower(name)
 }
 
 /// Whether `name` is a record file name (64 lowercase hex chars).
 pub(super) fn is_record_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(is_lower_hex)
+    name.len() == 64 && crate::hex::is_lower(name)
 }
 
 /// Whether `name` is a temporary file name written by this store.
@@ -78,11 +68,8 @@ pub(super) fn is_temp_name(name: &str) -> bool {
     name.len() == 1 + 64 + 1 + 32 + TEMP_SUFFIX.len()
         && name.starts_with('.')
         && name.ends_with(TEMP_SUFFIX)
-        && is_record_name(&name[1..65])
-}
-
-fn is_lower_hex(b: u8) -> bool {
-    matches!(b, b'0'..=b'9' | b'a'..=b'f')
+        // `get`, not indexing: a foreign name with multi-byte characters has no boundary there.
+        && name.get(1..65).is_some_and(is_record_name)
 }
 
 #[cfg(test)]
@@ -115,6 +102,18 @@ mod tests {
                 p.temp().file_name().unwrap().to_str().unwrap()
             ));
         }
+    }
+
+    #[test]
+    fn foreign_names_with_multibyte_characters_are_not_temporary_files() {
+        let name = format!(".{}.{}{TEMP_SUFFIX}", "é".repeat(32), "0".repeat(32));
+        assert_eq!(name.len(), 1 + 64 + 1 + 32 + TEMP_SUFFIX.len());
+        assert!(!is_temp_name(&name));
+        // Byte 65 falls inside a character here: indexing there would panic.
+        let name = format!(".a{}{}{TEMP_SUFFIX}", "é".repeat(32), "0".repeat(32));
+        assert_eq!(name.len(), 1 + 64 + 1 + 32 + TEMP_SUFFIX.len());
+        assert!(!name.is_char_boundary(65));
+        assert!(!is_temp_name(&name));
     }
 
     #[test]

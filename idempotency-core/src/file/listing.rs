@@ -26,7 +26,7 @@ enum Classified {
 }
 
 impl FileStorage {
-    /// One page of [`Storage::list`](crate::Storage::list): at most `limit` (at least 1) record
+    /// One page of [`StorageAdmin::list`](crate::StorageAdmin::list): at most `limit` (at least 1) record
     /// files with names after `cursor`, in name order.
     pub(super) fn list_page(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
         if let Some(c) = cursor {
@@ -103,7 +103,7 @@ impl FileStorage {
         Ok(out)
     }
 
-    /// [`Storage::remove_unreadable`](crate::Storage::remove_unreadable): removes the record
+    /// [`StorageAdmin::remove_unreadable`](crate::StorageAdmin::remove_unreadable): removes the record
     /// file at `location` iff it is a record file of this store and, re-read under its shard's
     /// lock, still unreadable.
     pub(super) fn remove_unreadable_at(&self, location: &str) -> Result<bool> {

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::key::IdempotencyKey;
 use crate::record::{Clock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp};
 use crate::storage::{
-    apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Observed, Page, Storage,
+    apply_finish, decide_claim, Claim, ClaimDecision, ClaimRequest, Finish, Observed, Page,
+    Storage, StorageAdmin,
 };
 
 /// How hard the file store works to make a write survive an OS crash or power loss.
@@ -63,8 +64,9 @@ pub enum Durability {
 ///     .3f9a…e1.<32 hex>.tmp    a temporary file while a record is being replaced
 /// ```
 ///
-/// A record's file name is the lowercase hex SHA-256 of its idempotency key string (including a
-/// manager's key prefix): `printf %s 'billing::charge:0f1e…' | sha256sum` finds it. The raw key
+/// A record's file name is the lowercase hex SHA-256 of its idempotency key string as stored
+/// (with a [`Prefixed`](crate::Prefixed) store's `prefix/` in front):
+/// `printf %s 'billing::charge:0f1e…' | sha256sum` finds it. The raw key
 /// never reaches the file system, so no key (`../../x`, a leading `/`, `\0`, `CON`, glob
 /// characters, a newline, 10 KB) can name a path outside the directory, and keys that differ in
 /// case or Unicode normalization (NFC/NFD) never alias: keys are not normalized. A record file
@@ -107,9 +109,9 @@ pub enum Durability {
 /// [`Error::CorruptRecord`]; one written by another format version as
 /// [`Error::IncompatibleRecord`]. Both name the file's path, fail closed (nothing runs, the file
 /// is left in place) and are removed only by an explicit [`delete`](Storage::delete) or by
-/// [`remove_unreadable`](Storage::remove_unreadable) (the CLI's `doctor --fix`), given the path
-/// [`list`](Storage::list) reported.
-/// [`purge_expired`](Storage::purge_expired) removes only records that are expired when it holds
+/// [`remove_unreadable`](StorageAdmin::remove_unreadable) (the CLI's `doctor --fix`), given the path
+/// [`list`](StorageAdmin::list) reported.
+/// [`purge_expired`](StorageAdmin::purge_expired) removes only records that are expired when it holds
 /// their shard's lock, and temporary files left by a crashed writer; it leaves corrupt records,
 /// foreign files and the shard directories.
 ///
@@ -449,6 +451,25 @@ impl Storage for FileStorage {
         };
         fsio::remove_entry(&paths.shard, &paths.record, self.inner.durability)
     }
+}
+
+impl StorageAdmin for FileStorage {
+    /// Lists record files in name order (shard by shard); the cursor is the file name of the
+    /// last entry of the previous page. Readable records come with the store's time; corrupt
+    /// files, foreign format versions, non-regular files and files holding another key's record
+    /// are [`Listed::Unreadable`](crate::Listed::Unreadable) with their path as the location.
+    /// Temporary and lock files are skipped. Takes no lock.
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
+        self.list_page(cursor, limit)
+    }
+
+    /// Removes the record file at `location` (a path as listed) only if it is a record file of
+    /// this store (`<dir>/<shard>/<64 hex>`; never a temporary or lock file, never outside the
+    /// directory) and is still unreadable when re-read under its shard's lock. A readable
+    /// record is left alone (`Ok(false)`).
+    async fn remove_unreadable(&self, location: &str) -> Result<bool> {
+        self.remove_unreadable_at(location)
+    }
 
     async fn purge_expired(&self) -> Result<u64> {
         let mut removed = 0;
@@ -465,22 +486,5 @@ impl Storage for FileStorage {
             }
         }
         Ok(removed)
-    }
-
-    /// Lists record files in name order (shard by shard); the cursor is the file name of the
-    /// last entry of the previous page. Readable records come with the store's time; corrupt
-    /// files, foreign format versions, non-regular files and files holding another key's record
-    /// are [`Listed::Unreadable`](crate::Listed::Unreadable) with their path as the location.
-    /// Temporary and lock files are skipped. Takes no lock.
-    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
-        self.list_page(cursor, limit)
-    }
-
-    /// Removes the record file at `location` (a path as listed) only if it is a record file of
-    /// this store (`<dir>/<shard>/<64 hex>`; never a temporary or lock file, never outside the
-    /// directory) and is still unreadable when re-read under its shard's lock. A readable
-    /// record is left alone (`Ok(false)`).
-    async fn remove_unreadable(&self, location: &str) -> Result<bool> {
-        self.remove_unreadable_at(location)
     }
 }

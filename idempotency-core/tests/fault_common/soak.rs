@@ -113,12 +113,11 @@ pub fn child(open: Opener) -> bool {
     }
     let m = {
         let base = open(&super::location(), LEASE);
-        // Same store, soak TTLs.
+        // Same store (a namespace, if any, is a `Prefixed` store inside it), soak TTLs.
         IdempotencyManager::builder_dyn(base.storage().clone())
             .pending_timeout(LEASE)
             .default_ttl(TTL)
             .failure_ttl(FAILURE_TTL)
-            .key_prefix(base.config().key_prefix())
             .build()
             .unwrap()
     };

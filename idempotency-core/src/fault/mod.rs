@@ -1,5 +1,7 @@
 //! Kill points: named places between two store steps where a fault test can crash or pause
-//! the process (feature `testing`; without the feature the points compile to nothing).
+//! the process. Production code marks them with [`fault_point!`](crate::fault_point), which
+//! compiles to nothing without the feature `testing`; with it, each point calls [`hit`].
+//! Tests reach this module as [`testing::fault`](crate::testing::fault).
 //!
 //! | point | where |
 //! |---|---|
@@ -24,9 +26,12 @@
 //! [`set_hook`], called at every point with the point's name and what it concerns: the
 //! idempotency key (manager points) or the record file (`during_write`).
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+#[cfg(feature = "testing")]
+mod runtime;
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use runtime::{hit, set_hook, Hook};
 
 /// The function has claimed the key; it has not run yet.
 pub const AFTER_CLAIM: &str = "after_claim";
@@ -55,72 +60,33 @@ pub const KILL_AT: &str = "IDEMPOTENCY_KILL_AT";
 /// `pause`.
 pub const KILL_ACTION: &str = "IDEMPOTENCY_KILL_ACTION";
 
-/// A programmatic hook, called at every point with the point's name and the idempotency key
-/// (manager points, as the call names it) or the record file's path (`during_write`).
-pub type Hook = Arc<dyn Fn(&'static str, &str) + Send + Sync>;
-
-static HOOK: RwLock<Option<Hook>> = RwLock::new(None);
-
-struct Target {
-    point: String,
-    nth: usize,
-    pause: bool,
-    hits: Mutex<HashMap<&'static str, usize>>,
-}
-
-fn target() -> Option<&'static Target> {
-    static TARGET: OnceLock<Option<Target>> = OnceLock::new();
-    TARGET
-        .get_or_init(|| {
-            let spec = std::env::var(KILL_AT).ok()?;
-            let (point, nth) = match spec.split_once('#') {
-                Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(1)),
-                None => (spec, 1),
-            };
-            let pause = std::env::var(KILL_ACTION).is_ok_and(|a| a == "pause");
-            Some(Target {
-                point,
-                nth,
-                pause,
-                hits: Mutex::new(HashMap::new()),
-            })
-        })
-        .as_ref()
-}
-
-/// Installs (or, with `None`, removes) the process-wide hook called at every point.
-pub fn set_hook(hook: Option<Hook>) {
-    *HOOK.write().unwrap_or_else(PoisonError::into_inner) = hook;
-}
-
-/// Passes the point `point` concerning `what` (a key or a path): calls the hook, then aborts
-/// or pauses the process if [`KILL_AT`] selects this point (and hit).
-pub fn hit(point: &'static str, what: &str) {
-    let hook = HOOK.read().unwrap_or_else(PoisonError::into_inner).clone();
-    if let Some(h) = hook {
-        h(point, what);
-    }
-    let Some(t) = target() else { return };
-    if t.point != point {
-        return;
-    }
-    let n = {
-        let mut hits = t.hits.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = hits.entry(point).or_insert(0);
-        *n += 1;
-        *n
+/// Marks a kill point: `fault_point!(point, what)` passes the point named `point` (a
+/// `&'static str`, one of the [`fault`](crate::fault) constants) concerning `what` (a `&str`: an
+/// idempotency key or a path). With the feature `testing` of `idempotency-core` it calls
+/// `fault::hit`, which may call a hook, abort or pause the process; without it, it compiles to
+/// nothing and evaluates nothing (its arguments are still type-checked).
+///
+/// The feature is read where this macro is defined, in `idempotency-core`, so a store crate
+/// marks its points the same way whatever its own features.
+#[cfg(feature = "testing")]
+#[macro_export]
+macro_rules! fault_point {
+    ($point:expr, $what:expr $(,)?) => {
+        $crate::fault::hit($point, $what)
     };
-    if n != t.nth {
-        return;
-    }
-    if t.pause {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "KILL-POINT:{point}");
-        let _ = out.flush();
-        drop(out);
-        let _ = std::io::stdin().read_line(&mut String::new());
-    } else {
-        let _ = writeln!(std::io::stderr(), "kill point {point}: aborting");
-        std::process::abort();
-    }
+}
+
+/// Marks a kill point: `fault_point!(point, what)` passes the point named `point` (a
+/// `&'static str`, one of the [`fault`](crate::fault) constants) concerning `what` (a `&str`: an
+/// idempotency key or a path). With the feature `testing` of `idempotency-core` it calls
+/// `fault::hit`, which may call a hook, abort or pause the process; without it (this build), it
+/// compiles to nothing and evaluates nothing (its arguments are still type-checked).
+#[cfg(not(feature = "testing"))]
+#[macro_export]
+macro_rules! fault_point {
+    ($point:expr, $what:expr $(,)?) => {
+        if false {
+            let _: (&'static str, &str) = ($point, $what);
+        }
+    };
 }
