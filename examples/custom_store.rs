@@ -123,16 +123,6 @@ impl Storage for MapStore {
     async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
         Ok(self.lock().remove(key).is_some())
     }
-
-    // ---- Administration, not a state transition: moves to the admin trait with `list`. ----
-    async fn purge_expired(&self) -> Result<u64> {
-        let now = self.clock.now();
-        let mut map = self.lock();
-        let before = map.len();
-        // Unreadable entries stay: only an operator removes them.
-        map.retain(|_, b| !Record::decode(b, "").is_ok_and(|r| r.is_expired_at(now)));
-        Ok((before - map.len()) as u64)
-    }
 }
 
 fn main() -> Result<()> {
