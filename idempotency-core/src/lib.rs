@@ -27,6 +27,7 @@ mod record;
 mod rt;
 mod storage;
 pub mod telemetry;
+mod time;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -47,9 +48,7 @@ pub use manager::{
 };
 pub use memory::MemoryStorage;
 pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};
-pub use record::{
-    Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
-};
+pub use record::{Owner, Record, RecordError, RecordStatus, Timestamp};
 pub use rt::block_on;
 #[doc(hidden)]
 pub use rt::framework_error_seen;
@@ -58,3 +57,4 @@ pub use storage::{
     Listed, Observed, Page, Storage,
 };
 pub use telemetry::ManagerStats;
+pub use time::{Clock, ManualClock, SystemClock};
