@@ -15,6 +15,7 @@
 
 pub mod canonical;
 pub mod codec;
+mod current;
 mod error;
 mod error_serde;
 #[cfg(feature = "file")]
@@ -33,6 +34,9 @@ mod time;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+#[doc(hidden)]
+pub use current::framework_error_seen;
+pub use current::{current, Current};
 pub use error::{BoxDynError, Error, ErrorKind, Result};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
@@ -50,8 +54,6 @@ pub use memory::MemoryStorage;
 pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};
 pub use record::{Owner, Record, RecordError, RecordStatus, Timestamp};
 pub use rt::block_on;
-#[doc(hidden)]
-pub use rt::framework_error_seen;
 pub use storage::{
     apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage, Finish,
     Listed, Observed, Page, Storage,

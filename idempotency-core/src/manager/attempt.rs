@@ -3,10 +3,10 @@
 
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::current::{CallContext, InCall, Loss};
 use crate::error::{Error, Result};
 use crate::key::IdempotencyKey;
 use crate::record::{Owner, Record, RecordError};
@@ -17,6 +17,7 @@ use super::codec::{Codec, Disposition};
 use super::config::Settings;
 use super::outcome::{Outcome, Provenance, Retention};
 use super::prefix::CallKey;
+use super::renewal::{Plan, Renewal};
 use super::{kill_point, Inner};
 
 /// A claim as the store granted it.
@@ -24,13 +25,16 @@ use super::{kill_point, Inner};
 pub(super) struct Lease {
     /// The holder: this attempt's execution id and fencing token.
     pub(super) owner: Owner,
+    /// When the claim was sent (caller-side monotonic time): the lease runs at least until
+    /// then plus the lease.
+    pub(super) claimed_at: Instant,
     /// Whether the claim took over an expired record.
     pub(super) takeover: bool,
 }
 
 /// The claim this caller holds on one call's key, with what it needs to finish it.
 pub(super) struct Attempt<'a> {
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
     key: CallKey<'a>,
     lease: Lease,
     settings: Settings,
@@ -38,7 +42,7 @@ pub(super) struct Attempt<'a> {
 
 impl<'a> Attempt<'a> {
     pub(super) fn new(
-        inner: &'a Inner,
+        inner: &'a Arc<Inner>,
         key: CallKey<'a>,
         lease: Lease,
         settings: Settings,
@@ -68,17 +72,29 @@ impl<'a> Attempt<'a> {
 
     /// Runs `f` under this claim and finishes the claim with its value: stored (`Success`,
     /// `Failed`, or a "result not retained" marker) or released, as `codec` disposes of it.
+    /// The lease is renewed while `f` runs (see [`renewal`](super::renewal)).
     /// A panic in `f` or in the codec releases the claim and resumes.
     ///
     /// # Errors
-    /// [`Error::LeaseLost`], [`Error::CompletionNotRecorded`].
+    /// [`Error::LeaseLost`] (a renewal found another holder, or the store refused the write),
+    /// [`Error::CompletionNotRecorded`].
     pub(super) async fn run<R, F, Fut, K>(self, f: F, codec: &K) -> Result<Outcome<R>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = R>,
         K: Codec<R>,
     {
-        let (value, nested) = match self.body(f).await {
+        let ctx = Arc::new(CallContext::new(
+            self.key().clone(),
+            self.owner().execution_id,
+            self.owner().fencing_token,
+        ));
+        let renewal = self.settings.renew.then(|| self.renew(&ctx));
+        let value = body(f, &ctx).await;
+        // The function is over: so are its renewals (a holder paused from here on, as a
+        // stopped process would be, lets its lease run out).
+        drop(renewal);
+        let value = match value {
             Ok(v) => v,
             Err(panic) => {
                 self.abandon().await;
@@ -88,7 +104,9 @@ impl<'a> Attempt<'a> {
         kill_point("after_run", self.key());
         // The user's `Serialize`, `Deserialize` (the replay check) and transient classifier run
         // here, after the function: a panic in them is treated like a panic in the function.
-        let max = self.inner.config.max_result_bytes;
+        // A failure after a nested framework error is not the function's outcome: it is
+        // released, never stored.
+        let (max, nested) = (self.inner.config.max_result_bytes, ctx.nested_error());
         let disposition =
             match catch_unwind(AssertUnwindSafe(|| codec.dispose(&value, max, nested))) {
                 Ok(d) => d,
@@ -97,25 +115,30 @@ impl<'a> Attempt<'a> {
                     resume_unwind(panic);
                 }
             };
+        if ctx.lease.loss() == Some(Loss::TakenOver) && !matches!(disposition, Disposition::Release)
+        {
+            // Another caller holds the key: the store would refuse the write (fencing).
+            self.inner
+                .counters
+                .step(Step::FencedOut, self.key(), Some(self.owner()));
+            return Err(Error::LeaseLost {
+                key: self.key().clone(),
+            });
+        }
         self.finish(value, disposition).await
     }
 
-    /// Polls the function's body to its value, catching a panic. Also answers whether a nested
-    /// idempotent call in the body failed with a framework error (a conflict, an outage,
-    /// converted by `?` into an error type that cannot carry it, so `Error::is_carried_by`
-    /// cannot see it): the body's failure is then not its outcome, and is never stored.
-    async fn body<R, F, Fut>(&self, f: F) -> std::thread::Result<(R, bool)>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = R>,
-    {
-        let nested = Arc::new(AtomicBool::new(false));
-        let run = CatchUnwind(Box::pin(rt::InBody {
-            fut: Box::pin(async move { f().await }),
-            flag: Arc::clone(&nested),
-        }))
-        .await;
-        run.map(|value| (value, nested.load(Ordering::Relaxed)))
+    /// Starts renewing this claim's lease.
+    fn renew(&self, ctx: &Arc<CallContext>) -> Renewal {
+        let plan = Plan {
+            inner: Arc::clone(self.inner),
+            stored: self.key.stored().clone(),
+            key: self.key().clone(),
+            owner: self.lease.owner,
+            lease: self.settings.lease,
+            claimed_at: self.lease.claimed_at,
+        };
+        Renewal::start(plan, ctx)
     }
 
     /// Finishes the claim as `disposition` says.
@@ -240,4 +263,18 @@ impl<'a> Attempt<'a> {
             source: Box::new(e),
         }
     }
+}
+
+/// Polls the function's body to its value as the current call ([`current`](crate::current)),
+/// catching a panic.
+pub(super) async fn body<R, F, Fut>(f: F, ctx: &Arc<CallContext>) -> std::thread::Result<R>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = R>,
+{
+    CatchUnwind(Box::pin(InCall {
+        fut: Box::pin(async move { f().await }),
+        ctx: Arc::clone(ctx),
+    }))
+    .await
 }

@@ -57,6 +57,7 @@ impl IdempotencyManager {
         let req = settings.request(call);
         let mut wait = Wait::new(settings.on_conflict, self.inner.config.poll_interval);
         loop {
+            let claimed_at = Instant::now();
             let timer = StoreTimer::start();
             let claimed = storage.try_claim(key.stored(), &req).await;
             timer.stop("claim");
@@ -74,7 +75,11 @@ impl IdempotencyManager {
                         counters.step(Step::TookOver, key.caller(), Some(&owner));
                     }
                     kill_point("after_claim", key.caller());
-                    let lease = Lease { owner, takeover };
+                    let lease = Lease {
+                        owner,
+                        claimed_at,
+                        takeover,
+                    };
                     let attempt = Attempt::new(&self.inner, key, lease, settings);
                     return Ok(Claimed::Acquired(attempt));
                 }

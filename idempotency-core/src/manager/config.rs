@@ -26,6 +26,8 @@ pub struct ManagerConfig {
     pub(super) max_result_bytes: usize,
     pub(super) complete_attempts: u32,
     pub(super) poll_interval: Duration,
+    renew_leases: bool,
+    pub(super) max_lease_renewal: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -42,6 +44,8 @@ impl Default for ManagerConfig {
             max_result_bytes: 128 << 20,
             complete_attempts: 3,
             poll_interval: Duration::from_millis(10),
+            renew_leases: true,
+            max_lease_renewal: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -68,6 +72,11 @@ impl ManagerConfig {
     pub fn cache_failures(&self) -> bool {
         self.cache_failures
     }
+    /// Whether a call's lease is renewed while its function runs, by default (a call's
+    /// [`CallOptions::renew_lease`](super::CallOptions::renew_lease) overrides it).
+    pub fn renew_leases(&self) -> bool {
+        self.renew_leases
+    }
 
     /// The settings of `call`: its own where it sets them, else the manager's. A per-call TTL
     /// shorter than the manager's lease shortens the lease to match, unless the call sets its
@@ -89,6 +98,7 @@ impl ManagerConfig {
             lease,
             on_conflict: o.on_conflict.unwrap_or(self.on_conflict),
             fingerprint: o.fingerprint.unwrap_or(self.fingerprint),
+            renew: o.renew_lease.unwrap_or(self.renew_leases),
         })
     }
 }
@@ -104,6 +114,8 @@ pub(super) struct Settings {
     pub(super) lease: Duration,
     pub(super) on_conflict: ConflictPolicy,
     pub(super) fingerprint: FingerprintPolicy,
+    /// Whether the lease is renewed while the function runs.
+    pub(super) renew: bool,
 }
 
 impl Settings {
@@ -196,6 +208,28 @@ impl ManagerBuilder {
     /// How often a waiting caller polls the store under [`ConflictPolicy::Wait`] (default 10 ms).
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.config.poll_interval = every;
+        self
+    }
+
+    /// Whether a call's lease is renewed while its function runs (SEMANTICS.md scenario 14):
+    /// every third of the lease, in the background (one timer thread serves every call, sync
+    /// and async), until the call finishes, panics or its future is dropped. Default `true`,
+    /// so a function may run longer than its lease without being taken over; a call can opt
+    /// out with [`Call::renew_lease`](super::Call::renew_lease). A renewal the store refuses
+    /// (another caller took over) loses the lease: the function can see it
+    /// ([`Current::is_lease_lost`](crate::Current::is_lease_lost)) and its completion is
+    /// refused with [`Error::LeaseLost`]. A renewal that fails (the store unreachable) is tried
+    /// again; only a whole lease without a successful renewal loses the lease.
+    pub fn renew_leases(mut self, renew: bool) -> Self {
+        self.config.renew_leases = renew;
+        self
+    }
+    /// The longest a call keeps its lease by renewing, counted from its claim (default 24 h):
+    /// past it, renewals stop and the lease runs out, so a function that hangs cannot hold its
+    /// key for ever. The function can see the loss
+    /// ([`Current::is_lease_lost`](crate::Current::is_lease_lost)).
+    pub fn max_lease_renewal(mut self, bound: Duration) -> Self {
+        self.config.max_lease_renewal = bound;
         self
     }
 

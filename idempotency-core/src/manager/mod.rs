@@ -8,6 +8,7 @@
 //! - [`codec`]: how each entry point stores and replays its output;
 //! - [`outcome`]: what a call returns, and its provenance;
 //! - [`operation`]: the low-level API for callers that run the operation themselves;
+//! - [`renewal`]: lease renewal while the function runs;
 //! - [`prefix`]: the manager's key prefix.
 
 mod attempt;
@@ -18,6 +19,7 @@ mod operation;
 mod options;
 mod outcome;
 mod prefix;
+mod renewal;
 
 use std::fmt;
 use std::future::Future;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::current::CallContext;
 use crate::error::{Error, Result};
 use crate::key::IdempotencyKey;
 use crate::rt;
@@ -308,17 +311,28 @@ impl IdempotencyManager {
                 Claimed::Finished { obs, mismatch } => {
                     Outcome::replay(&call.key, &obs, mismatch, codec)
                 }
-                Claimed::Unprotected { execution_id } => Ok(Outcome {
-                    value: f().await,
-                    provenance: Provenance::unprotected(&call.key, execution_id),
-                }),
+                Claimed::Unprotected { execution_id } => {
+                    let ctx = Arc::new(CallContext::new(call.key.clone(), execution_id, 0));
+                    let value = match attempt::body(f, &ctx).await {
+                        Ok(value) => value,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                    if ctx.nested_error() {
+                        // Nothing is stored here: the enclosing body, if any, hears of it.
+                        crate::current::framework_error_seen();
+                    }
+                    Ok(Outcome {
+                        value,
+                        provenance: Provenance::unprotected(&call.key, execution_id),
+                    })
+                }
             }
         }
         .await;
         if outcome.is_err() {
             // A framework error inside another function's body: that body's failure is not
             // stored (see `Attempt::run`).
-            rt::framework_error_seen();
+            crate::current::framework_error_seen();
         }
         outcome
     }

@@ -64,6 +64,9 @@ pub struct CallOptions {
     pub cache_failures: Option<bool>,
     /// Cache bypass: run even if a finished record exists, and replace it.
     pub refresh: bool,
+    /// Whether the lease is renewed while the function runs (default: the manager's
+    /// [`renew_leases`](super::ManagerBuilder::renew_leases), itself `true` by default).
+    pub renew_lease: Option<bool>,
 }
 
 /// One idempotent call: its key, the fingerprint of its inputs, and per-call settings.
@@ -114,6 +117,12 @@ impl Call {
     /// Sets whether errors are cached as `Failed` records.
     pub fn cache_failures(mut self, cache: bool) -> Self {
         self.options.cache_failures = Some(cache);
+        self
+    }
+    /// Sets whether the lease is renewed while the function runs (see
+    /// [`ManagerBuilder::renew_leases`](super::ManagerBuilder::renew_leases)).
+    pub fn renew_lease(mut self, renew: bool) -> Self {
+        self.options.renew_lease = Some(renew);
         self
     }
     /// Bypasses the stored result: the function runs and its result replaces the record.
