@@ -63,7 +63,7 @@ pub struct Current(Arc<CallContext>);
 impl Current {
     /// The idempotency key of the call, as the caller gave it (without the manager's prefix).
     pub fn key(&self) -> &IdempotencyKey {
-        &self.0.key
+        self.0.key()
     }
 
     /// The execution id of this attempt: a fresh random UUID per attempt (a takeover gets a new
@@ -218,10 +218,23 @@ impl CallContext {
         }
     }
 
+    /// The idempotency key as the caller gave it.
+    pub(crate) fn key(&self) -> &IdempotencyKey {
+        &self.key
+    }
+
     /// Whether an idempotent call nested in the body failed with a framework error (see
     /// [`framework_error_seen`]).
     pub(crate) fn nested_error(&self) -> bool {
         self.nested_error.load(Ordering::SeqCst)
+    }
+}
+
+/// Between renewals the renewal task only sleeps: it may be dropped at once. A renewal in
+/// flight is let finish (never cut off inside the store).
+impl crate::rt::Idle for CallContext {
+    fn is_idle(&self) -> bool {
+        !self.lease.is_renewing()
     }
 }
 

@@ -132,8 +132,7 @@ impl<'a> Attempt<'a> {
     fn renew(&self, ctx: &Arc<CallContext>) -> Renewal {
         let plan = Plan {
             inner: Arc::clone(self.inner),
-            stored: self.key.stored().clone(),
-            key: self.key().clone(),
+            stored: self.key.stored_if_other(),
             owner: self.lease.owner,
             lease: self.settings.lease,
             claimed_at: self.lease.claimed_at,

@@ -157,7 +157,10 @@ impl ManagerBuilder {
         self
     }
     /// The lease: how long a `Pending` record blocks others before one may take over. Default
-    /// 300 s. Set it above the function's longest run time.
+    /// 300 s. While the function runs its lease is renewed (see
+    /// [`renew_leases`](Self::renew_leases)), so the lease bounds how long a crashed or stopped
+    /// holder blocks the key, not how long the function may run; without renewal, set it above
+    /// the function's longest run time.
     pub fn pending_timeout(mut self, lease: Duration) -> Self {
         self.config.pending_timeout = lease;
         self

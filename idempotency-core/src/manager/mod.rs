@@ -134,10 +134,15 @@ impl IdempotencyManager {
     /// serialize, or deserializing as something else, such as `Some(None)` as `None`) is **not
     /// retained**: this call still returns `Ok` with the value, marked
     /// [`Retention::NotRetained`] ([`Outcome::is_retained`] is `false`), and repeats get
-    /// [`Error::ResultNotRetained`] without running `f` (SEMANTICS.md scenario 28). A panic in
-    /// `f` releases the claim and resumes the panic. If this future is
-    /// dropped while `f` runs, the record stays `Pending` until the lease ends, then one caller
-    /// takes over (SEMANTICS.md scenario 9).
+    /// [`Error::ResultNotRetained`] without running `f` (SEMANTICS.md scenario 28).
+    ///
+    /// While `f` runs its lease is renewed every third of the lease (unless turned off:
+    /// [`ManagerBuilder::renew_leases`], [`Call::renew_lease`]), so `f` may run longer than the
+    /// lease; inside `f`, [`current`](crate::current) describes the call (key, execution id,
+    /// fencing token, a derived key for downstream APIs, whether the lease is lost). A panic in
+    /// `f` releases the claim and resumes the panic. If this future is dropped while `f` runs,
+    /// its renewals stop (no I/O in `Drop`) and the record stays `Pending` until the lease ends,
+    /// then one caller takes over (SEMANTICS.md scenario 9).
     ///
     /// # Errors
     /// [`Error::InProgress`] (another caller holds the key), [`Error::FingerprintMismatch`]
@@ -145,7 +150,8 @@ impl IdempotencyManager {
     /// [`Error::IncompatibleRecord`] (the stored value does not decode as `T`),
     /// [`Error::ResultNotRetained`] (a repeat of a call whose value was not retained),
     /// [`Error::LeaseLost`] (a newer holder took over while `f`
-    /// ran; the stored result is theirs), [`Error::CompletionNotRecorded`], [`Error::Config`].
+    /// ran, or a renewal found one; the stored result is theirs),
+    /// [`Error::CompletionNotRecorded`], [`Error::Config`].
     pub async fn execute<T, F, Fut>(&self, call: &Call, f: F) -> Result<Outcome<T>>
     where
         T: Serialize + DeserializeOwned,

@@ -69,6 +69,14 @@ impl<'k> CallKey<'k> {
         &self.stored
     }
 
+    /// The stored form, owned, when it differs from the caller's.
+    pub(super) fn stored_if_other(&self) -> Option<IdempotencyKey> {
+        match &self.stored {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(k) => Some(k.clone()),
+        }
+    }
+
     /// The stored form, owned (for an [`OperationLease`](super::OperationLease)).
     pub(super) fn into_stored(self) -> IdempotencyKey {
         self.stored.into_owned()

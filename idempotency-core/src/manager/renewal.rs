@@ -47,9 +47,8 @@ impl Drop for Renewal {
 pub(super) struct Plan {
     /// The manager (its store and counters).
     pub(super) inner: Arc<Inner>,
-    /// The key as the store holds it, and as the caller named it (for events).
-    pub(super) stored: IdempotencyKey,
-    pub(super) key: IdempotencyKey,
+    /// The key as the store holds it, when it differs from the caller's (a key prefix).
+    pub(super) stored: Option<IdempotencyKey>,
     pub(super) owner: Owner,
     /// The lease each renewal asks for.
     pub(super) lease: Duration,
@@ -61,13 +60,7 @@ impl Renewal {
     /// Starts renewing. Without a timer thread (none could be started) the lease is not
     /// renewed, as before renewals existed.
     pub(super) fn start(plan: Plan, ctx: &Arc<CallContext>) -> Renewal {
-        let idle = Arc::clone(ctx);
-        let task = rt::spawn(
-            Box::pin(renew(plan, Arc::clone(ctx))),
-            // Between renewals the task only sleeps: it may be dropped at once. A renewal in
-            // flight is let finish (never cut off inside the store).
-            Arc::new(move || !idle.lease.is_renewing()),
-        );
+        let task = rt::spawn(Box::pin(renew(plan, Arc::clone(ctx))), Arc::clone(ctx) as _);
         if task.is_none() {
             tracing::warn!(target: "idempotency", "no timer thread: the lease is not renewed");
         }
@@ -83,11 +76,12 @@ async fn renew(plan: Plan, ctx: Arc<CallContext>) {
     let Plan {
         inner,
         stored,
-        key,
         owner,
         lease,
         claimed_at,
     } = plan;
+    let key = ctx.key();
+    let stored = stored.as_ref().unwrap_or(key);
     let lease_state = &ctx.lease;
     let every = (lease / 3).max(MIN_EVERY);
     let bound = inner.config.max_lease_renewal;
@@ -100,7 +94,8 @@ async fn renew(plan: Plan, ctx: Arc<CallContext>) {
         }
         if claimed_at.elapsed() >= bound {
             // Renewals are bounded: let the lease run out, then say so.
-            rt::sleep((confirmed + lease).saturating_duration_since(Instant::now())).await;
+            let left = lease.saturating_sub(confirmed.elapsed());
+            rt::sleep(left).await;
             if !lease_state.is_stopped() {
                 lease_state.lose(Loss::Unconfirmed);
             }
@@ -108,26 +103,28 @@ async fn renew(plan: Plan, ctx: Arc<CallContext>) {
         }
         if confirmed.elapsed() >= lease {
             lease_state.lose(Loss::Unconfirmed);
-            tracing::warn!(target: "idempotency", key = key.as_str(), "lease lost: no renewal succeeded for a whole lease");
+            let key = key.as_str();
+            tracing::warn!(target: "idempotency", key, "lease lost: no renewal for a whole lease");
             return;
         }
         let sent = Instant::now();
         lease_state.set_renewing(true);
-        let renewed = inner.storage.renew(&stored, &owner, lease).await;
+        let renewed = inner.storage.renew(stored, &owner, lease).await;
         lease_state.set_renewing(false);
+        if lease_state.is_stopped() {
+            return;
+        }
         match renewed {
             Ok(_) => confirmed = sent,
             Err(Error::LeaseLost { .. }) => {
-                if !lease_state.is_stopped() {
-                    inner.counters.step(Step::FencedOut, &key, Some(&owner));
-                }
+                inner.counters.step(Step::FencedOut, key, Some(&owner));
                 lease_state.lose(Loss::TakenOver);
                 return;
             }
             // A failed renewal is not a loss: the next one may succeed in time.
             Err(_) => inner
                 .counters
-                .step(Step::StoreError("renew"), &key, Some(&owner)),
+                .step(Step::StoreError("renew"), key, Some(&owner)),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 mod timer;
 
-pub(crate) use timer::{sleep, spawn, TaskHandle};
+pub(crate) use timer::{sleep, spawn, Idle, TaskHandle};
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// A task's future.
 pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// The longest the timer thread waits without looking at its sleeps again.
+const IDLE_TICK: Duration = Duration::from_secs(5);
+
 /// The longest sleep: longer ones (a `poll_interval` of `Duration::MAX`) are cut to this, as
 /// `Instant + Duration::MAX` overflows.
 const MAX_SLEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -37,9 +40,9 @@ struct State {
     next_id: u64,
     /// Tasks woken and waiting to be polled.
     ready: VecDeque<Arc<Task>>,
-    /// Whether the thread waits on the condvar, and until when (`None`: until notified). A
-    /// caller notifies it only when it must wake earlier: most calls cost no system call.
-    parked: Option<Option<Instant>>,
+    /// Whether the thread waits on the condvar, and until when. A caller notifies it only when
+    /// it must wake earlier: most calls cost no system call.
+    parked: Option<Instant>,
 }
 
 /// The timer of this process: `(process id, timer)`, restarted after a `fork`.
@@ -86,22 +89,18 @@ impl Timer {
             }
             let ready: Vec<Arc<Task>> = state.ready.drain(..).collect();
             if due.is_empty() && ready.is_empty() {
-                let next = state.sleeps.keys().next().map(|k| k.0);
-                state.parked = Some(next);
-                state = match next {
-                    Some(at) => {
-                        let wait = at.saturating_duration_since(now);
-                        let (s, _) = self
-                            .wakeup
-                            .wait_timeout(state, wait)
-                            .unwrap_or_else(PoisonError::into_inner);
-                        s
-                    }
-                    None => self
-                        .wakeup
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner),
-                };
+                // Wake at the next deadline, and at least every `IDLE_TICK`: a sleep that ends
+                // later than the planned wake-up then needs no notification, and a call whose
+                // renewal is registered and cancelled before its first deadline (most calls)
+                // costs the thread nothing.
+                let tick = now.checked_add(IDLE_TICK).unwrap_or(now);
+                let at = state.sleeps.keys().next().map_or(tick, |k| k.0.min(tick));
+                state.parked = Some(at);
+                let (s, _) = self
+                    .wakeup
+                    .wait_timeout(state, at.saturating_duration_since(now))
+                    .unwrap_or_else(PoisonError::into_inner);
+                state = s;
                 state.parked = None;
                 continue;
             }
@@ -119,11 +118,7 @@ impl Timer {
     /// Wakes the thread if it waits past `at` (`None`: now).
     fn notify(&self, state: &State, at: Option<Instant>) {
         if let Some(until) = state.parked {
-            let earlier = match (at, until) {
-                (None, _) | (Some(_), None) => true,
-                (Some(at), Some(until)) => at < until,
-            };
-            if earlier {
+            if at.is_none_or(|at| at < until) {
                 self.wakeup.notify_one();
             }
         }
@@ -210,28 +205,29 @@ struct Task {
     /// Set by [`TaskHandle`]'s drop: the future is dropped at its next opportunity.
     cancelled: AtomicBool,
     /// Whether the future may be dropped whenever it is not being polled (see [`TaskHandle`]).
-    idle: Idle,
+    idle: Arc<dyn Idle>,
 }
 
-/// Answers whether a task's future may be dropped now.
-pub(crate) type Idle = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Answers whether a task's future may be dropped whenever it is not being polled.
+pub(crate) trait Idle: Send + Sync {
+    /// `true` when dropping the future now cuts nothing off.
+    fn is_idle(&self) -> bool;
+}
 
 impl Task {
-    /// Polls the future once (unless cancelled); drops it when it is done, cancelled or
-    /// panicked.
+    /// Polls the future once (unless cancelled while idle); drops it when it is done,
+    /// panicked, or cancelled and idle (before or after this poll).
     fn run(self: &Arc<Self>) {
         self.queued.store(false, Ordering::SeqCst);
         let mut slot = lock(&self.future);
         let Some(fut) = slot.as_mut() else { return };
-        let cancel_now = self.cancelled.load(Ordering::SeqCst) && (self.idle)();
-        let done = cancel_now || {
+        let cancelled = || self.cancelled.load(Ordering::SeqCst) && self.idle.is_idle();
+        let done = cancelled() || {
             let waker = Waker::from(Arc::clone(self));
             let mut cx = Context::from_waker(&waker);
             // A panic in a task (a store's future) ends that task, never the timer thread.
-            !matches!(
-                catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))),
-                Ok(Poll::Pending)
-            )
+            let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+            !matches!(polled, Ok(Poll::Pending)) || cancelled()
         };
         if done {
             *slot = None;
@@ -253,7 +249,7 @@ impl Wake for Task {
 }
 
 /// Owns a task started by [`spawn`]; dropping it cancels the task without blocking: the future
-/// is dropped at once when `idle()` says it may be (it sleeps between steps), else by the
+/// is dropped at once when [`Idle::is_idle`] says it may be (it sleeps between steps), else by the
 /// timer thread when its current step ends (a store call is never cut off mid-flight).
 pub(crate) struct TaskHandle(Arc<Task>);
 
@@ -270,7 +266,7 @@ impl Drop for TaskHandle {
         // Never wait for the timer thread: if it is polling the task now, it drops the
         // future after this poll.
         if let Ok(mut slot) = task.future.try_lock() {
-            if (task.idle)() {
+            if task.idle.is_idle() {
                 *slot = None;
                 return;
             }
@@ -283,7 +279,7 @@ impl Drop for TaskHandle {
 /// task that starts with a sleep costs no wake-up of the timer thread). `idle` answers whether
 /// the future may be dropped at any moment it is not being polled (see [`TaskHandle`]).
 /// `None` when no timer thread could be started.
-pub(crate) fn spawn(fut: TaskFuture, idle: Idle) -> Option<TaskHandle> {
+pub(crate) fn spawn(fut: TaskFuture, idle: Arc<dyn Idle>) -> Option<TaskHandle> {
     let task = Arc::new(Task {
         timer: timer()?,
         future: Mutex::new(Some(fut)),
@@ -341,6 +337,72 @@ mod tests {
                 .poll(&mut Context::from_waker(Waker::noop()))
                 .is_ready());
         }
+    }
+
+    /// Sets its flag when dropped.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    struct Always(bool);
+
+    impl Idle for Always {
+        fn is_idle(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_cancelled_idle_task_is_dropped_at_once() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(Arc::clone(&dropped));
+        let handle = spawn(
+            Box::pin(async move {
+                let _flag = flag;
+                sleep(Duration::from_secs(60)).await;
+            }),
+            Arc::new(Always(true)),
+        )
+        .unwrap();
+        assert!(!dropped.load(Ordering::SeqCst));
+        drop(handle);
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "dropped by the cancel itself"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_busy_task_finishes_its_step_first() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(Arc::clone(&dropped));
+        let (step_done, finish) = std::sync::mpsc::channel::<()>();
+        let (tx, done) = std::sync::mpsc::channel();
+        let handle = spawn(
+            Box::pin(async move {
+                let _flag = flag;
+                // A "store call" that ends when the test says so.
+                sleep(Duration::from_millis(50)).await;
+                let _ = finish.recv();
+                let _ = tx.send(());
+            }),
+            Arc::new(Always(false)),
+        )
+        .unwrap();
+        drop(handle);
+        assert!(!dropped.load(Ordering::SeqCst), "not cut off mid-step");
+        step_done.send(()).unwrap();
+        done.recv().unwrap();
+        // The timer thread drops the finished future right after this poll.
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) && Instant::now() < give_up {
+            thread::yield_now();
+        }
+        assert!(dropped.load(Ordering::SeqCst));
     }
 
     #[test]
