@@ -89,10 +89,10 @@ mod scoped;
 
 pub use default::{default_manager, set_default_manager, StoreUrl};
 pub use idempotency_core::{
-    block_on, canonical, telemetry, validate_custom_key, Begin, BoxDynError, BoxFuture, Call,
-    CallOptions, Claim, ClaimRequest, Clock, ConflictPolicy, DerivedKey, DynStorage, Error,
-    ErrorKind, Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder,
-    KeyWriter, ManagerBuilder, ManagerConfig, ManagerStats, ManualClock, MemoryStorage,
+    block_on, canonical, current, telemetry, validate_custom_key, Begin, BoxDynError, BoxFuture,
+    Call, CallOptions, Claim, ClaimRequest, Clock, ConflictPolicy, Current, DerivedKey, DynStorage,
+    Error, ErrorKind, Fingerprint, FingerprintPolicy, IdempotencyKey, IdempotencyManager,
+    KeyEncoder, KeyWriter, ManagerBuilder, ManagerConfig, ManagerStats, ManualClock, MemoryStorage,
     NormalizeKey, Observed, OperationLease, Outcome, Owner, Prefixed, Provenance, Record,
     RecordError, RecordStatus, Result, Retention, Storage, StoreErrorPolicy, SystemClock,
     Timestamp, MAX_CUSTOM_KEY_BYTES, MAX_OPERATION_BYTES,

@@ -16,6 +16,7 @@
 
 pub mod canonical;
 pub mod codec;
+mod current;
 mod error;
 mod error_serde;
 pub mod fault;
@@ -32,11 +33,15 @@ mod record_columns;
 mod rt;
 mod storage;
 pub mod telemetry;
+mod time;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+#[doc(hidden)]
+pub use current::framework_error_seen;
+pub use current::{current, Current};
 pub use error::{BoxDynError, Error, ErrorKind, Result};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
@@ -53,15 +58,12 @@ pub use manager::{
 pub use memory::MemoryStorage;
 pub use pipeline::{IdempotentPipeline, Pipeline, PipelineResult, PipelineStatus, RecordInfo};
 pub use prefixed::Prefixed;
-pub use record::{
-    Clock, ManualClock, Owner, Record, RecordError, RecordStatus, SystemClock, Timestamp,
-};
+pub use record::{Owner, Record, RecordError, RecordStatus, Timestamp};
 pub use record_columns::RecordColumns;
 pub use rt::block_on;
-#[doc(hidden)]
-pub use rt::framework_error_seen;
 pub use storage::{
     apply_finish, decide_claim, BoxFuture, Claim, ClaimDecision, ClaimRequest, DynStorage,
     DynStorageAdmin, Finish, Listed, Observed, Page, Storage, StorageAdmin,
 };
 pub use telemetry::ManagerStats;
+pub use time::{Clock, ManualClock, SystemClock};

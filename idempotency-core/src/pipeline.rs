@@ -47,8 +47,6 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -293,25 +291,12 @@ impl<P: Pipeline> IdempotentPipeline<P> {
     /// # Errors
     /// As [`execute_with_key`](Self::execute_with_key).
     pub fn execute_call(&self, call: &Call, input: &P::Input) -> PipelineResult<P> {
-        // The manager wants a `'static` classifier, but `is_transient` borrows the pipeline:
-        // classify inside the run, where the pipeline is at hand, and pass the verdict on.
-        let transient = Arc::new(AtomicBool::new(false));
-        let verdict = Arc::clone(&transient);
         let all_transient = call.options.cache_failures == Some(false);
         let pipeline = &self.pipeline;
-        let run = || {
-            let result = pipeline.run(input);
-            if let Err(e) = &result {
-                let is_transient = all_transient || pipeline.is_transient(e);
-                transient.store(is_transient, Ordering::SeqCst);
-            }
-            std::future::ready(result)
-        };
-        rt::block_on(
-            self.manager
-                .try_execute_with(call, run, move |_: &P::Error| {
-                    verdict.load(Ordering::SeqCst)
-                }),
+        self.manager.try_execute_with_sync(
+            call,
+            || pipeline.run(input),
+            |e: &P::Error| all_transient || pipeline.is_transient(e),
         )
     }
 

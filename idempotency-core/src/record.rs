@@ -1,8 +1,7 @@
-//! Records, their status, timestamps and clocks.
+//! Records, their status and timestamps. The clocks live in [`time`](crate::time) and are
+//! re-exported here, so `record::Clock` paths keep working.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::key::{Fingerprint, IdempotencyKey};
+pub(crate) use crate::time::{Clock, SystemClock};
 
 /// A point in time on the store's clock: milliseconds since the Unix epoch (wall time).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
@@ -73,66 +73,6 @@ impl fmt::Display for Timestamp {
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Timestamp({}ms)", self.0)
-    }
-}
-
-/// A source of store-side wall time. Stores decide leases and expiry with their clock, never
-/// with a caller's (SEMANTICS.md scenario 22); tests inject a [`ManualClock`].
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// The current time.
-    fn now(&self) -> Timestamp;
-}
-
-/// The system's wall clock. A clock set before 1970 reads as the epoch; reading it never fails.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        Timestamp(ms)
-    }
-}
-
-/// A clock that moves only when told to, for tests. Clones share one time.
-#[derive(Debug, Clone, Default)]
-pub struct ManualClock(Arc<AtomicU64>);
-
-impl ManualClock {
-    /// A clock reading `start`.
-    pub fn new(start: Timestamp) -> Self {
-        ManualClock(Arc::new(AtomicU64::new(start.0)))
-    }
-    /// Moves the clock forward by `d`, saturating at the far future.
-    pub fn advance(&self, d: Duration) {
-        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-                Some(v.saturating_add(ms))
-            });
-    }
-    /// Moves the clock backward by `d` (a clock step), saturating at the epoch.
-    pub fn rewind(&self, d: Duration) {
-        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-                Some(v.saturating_sub(ms))
-            });
-    }
-    /// Sets the clock to `t`.
-    pub fn set(&self, t: Timestamp) {
-        self.0.store(t.0, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
     }
 }
 

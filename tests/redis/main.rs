@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod identity;
 mod kit;
+mod long_running;
 mod outage;
 mod processes;
 mod ttl;

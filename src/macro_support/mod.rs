@@ -1,0 +1,119 @@
+//! The runtime half of the code `#[idempotent]` and `#[derive(NormalizeKey)]` generate:
+//! argument dispatch, compile-time checks with readable diagnostics, and small adapters.
+//! Reached only through `__private`; not public API.
+//!
+//! - [`args`]: what parameters, keys and `manager = ...` may be;
+//! - [`results`]: what results need, and which policy stores failures;
+//! - [`operation`]: the operation identity read from the compiler;
+//! - here: building the call and running the body. A sync function runs through the same code
+//!   as an async one, its body wrapped in a ready future and driven by `block_on`.
+
+mod args;
+mod operation;
+mod results;
+
+use std::future::Future;
+
+use idempotency_core::{
+    block_on, Call, CallOptions, Error, IdempotencyManager, KeyEncoder, Outcome,
+};
+
+use crate::scoped::Override;
+
+pub use args::{
+    CustomKey, KeyArg, KeyPart, ManagerSource, NormalizeReceiver, OtherReceiver, ReceiverCheck,
+    SerializeReceiver, ViaNormalize, ViaSerialize,
+};
+pub use operation::{Operation, Site};
+pub use results::{
+    ErrorProbe, FromFrameworkError, Storable, StorableError, StoredFailures, TransientFailures,
+    ViaFrameworkError, ViaStoredError, ViaTransientError,
+};
+
+/// A sync body as the future the async runners take: it runs when first polled, on the thread
+/// that drives the runner (`block_on`).
+pub(super) fn ready<R>(f: impl FnOnce() -> R) -> impl FnOnce() -> std::future::Ready<R> {
+    move || std::future::ready(f())
+}
+
+/// Runs an async `-> T` function: `Ok(value)`, fresh or replayed, or the framework error.
+///
+/// # Errors
+/// The manager's, the store's or the key's `Error`.
+pub async fn run<T, F, Fut>(
+    manager: Result<IdempotencyManager, Error>,
+    call: Result<Call, Error>,
+    f: F,
+) -> Result<T, Error>
+where
+    T: Storable,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let (manager, call) = (manager?, call?);
+    manager.execute(&call, f).await.map(Outcome::into_value)
+}
+
+/// The sync form of [`run`].
+///
+/// # Errors
+/// As [`run`].
+pub fn run_sync<T, F>(
+    manager: Result<IdempotencyManager, Error>,
+    call: Result<Call, Error>,
+    f: F,
+) -> Result<T, Error>
+where
+    T: Storable,
+    F: FnOnce() -> T,
+{
+    block_on(run(manager, call, ready(f)))
+}
+
+/// The key a caller supplied, as `KeyEncoder::custom_key` takes it: a missing key becomes the
+/// empty string, which `KeyEncoder::finish` rejects with `Error::InvalidKey`.
+#[inline]
+pub fn custom_key<K: CustomKey + ?Sized>(key: &K) -> &str {
+    key.__idempotency_key().unwrap_or("")
+}
+
+/// The explicit key of a [`with_key`](crate::with_key) scope, if one is pending.
+#[inline]
+pub fn override_key(ov: &Option<Override>) -> Option<&str> {
+    ov.as_ref().and_then(Override::key)
+}
+
+/// Finishes the key and builds the call with the attribute's options, applying a pending
+/// [`refresh`](crate::refresh).
+///
+/// # Errors
+/// As `KeyEncoder::finish`: `Error::InvalidKey`, `Error::Encode`.
+#[inline]
+pub fn finish_call(
+    enc: KeyEncoder<'_>,
+    ov: &Option<Override>,
+    options: CallOptions,
+) -> Result<Call, Error> {
+    let mut call = Call::new(enc.finish()?);
+    call.options = options;
+    if ov.as_ref().is_some_and(Override::refresh) {
+        call.options.refresh = true;
+    }
+    Ok(call)
+}
+
+/// The manager of `manager = <expr>`.
+///
+/// # Errors
+/// Never; a `Result` to match [`default_manager`](crate::default_manager).
+#[inline]
+pub fn manager_from<M: ManagerSource + ?Sized>(m: &M) -> Result<IdempotencyManager, Error> {
+    Ok(m.__idempotency_manager())
+}
+
+/// Gives a `Duration` expression (`ttl = Duration::from_secs(60)`) its type, so that a wrong
+/// type is reported at the expression.
+#[inline]
+pub fn duration(d: core::time::Duration) -> core::time::Duration {
+    d
+}
