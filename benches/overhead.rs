@@ -7,6 +7,8 @@
 //! PostgreSQL rows use `IDEMPOTENCY_POSTGRES_URL`, else `postgres://postgres@127.0.0.1:5432/test`,
 //! in a fresh schema dropped afterwards.
 
+#[path = "overhead/callgrind.rs"]
+mod callgrind;
 #[path = "overhead/harness.rs"]
 mod harness;
 #[cfg(feature = "http")]
@@ -20,6 +22,16 @@ mod postgres_rows;
 mod redis_rows;
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|a| a == "--callgrind") {
+        let path = argv.get(i + 1).map(String::as_str).unwrap_or("");
+        let iterations = argv.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        if let Err(e) = callgrind::run(path, iterations) {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let quick =
         std::env::args().any(|a| a == "--quick") || std::env::var_os("BENCH_QUICK").is_some();
     let mut report = harness::Report::new(quick);

@@ -55,12 +55,12 @@ pub fn run_all(r: &mut Report) {
     crate::postgres_rows::run(r);
 }
 
-static MACRO_MANAGER: std::sync::LazyLock<IdempotencyManager> =
+pub static MACRO_MANAGER: std::sync::LazyLock<IdempotencyManager> =
     std::sync::LazyLock::new(|| IdempotencyManager::new(MemoryStorage::new()));
 
 /// An annotated function: its hit path is compared with the manager called by hand.
 #[idempotency::idempotent(manager = &*MACRO_MANAGER, name = "bench::macro")]
-fn charge_annotated(a: ChargeArgs) -> Receipt {
+pub fn charge_annotated(a: ChargeArgs) -> Receipt {
     let _ = a;
     receipt()
 }
