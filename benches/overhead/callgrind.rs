@@ -56,6 +56,35 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
                 black_box(st);
             }
         }
+        "x-canon" => {
+            let a = args(42);
+            for _ in 0..iterations {
+                black_box(idempotency::canonical::to_bytes(black_box(&a)).ok());
+            }
+        }
+        "x-postcard" => {
+            let a = args(42);
+            for _ in 0..iterations {
+                black_box(postcard::to_stdvec(black_box(&a)).ok());
+            }
+        }
+        "x-noargs" => {
+            for _ in 0..iterations {
+                black_box(
+                    idempotency::KeyEncoder::new(black_box("bench::charge"), 1)
+                        .finish()
+                        .ok(),
+                );
+            }
+        }
+        "x-parse" => {
+            let k = IdempotencyKey::derive("bench::charge", 1, &args(42))
+                .map(|d| d.key.to_string())
+                .unwrap_or_default();
+            for _ in 0..iterations {
+                black_box(IdempotencyKey::parse(black_box(&k)).ok());
+            }
+        }
         "key" => {
             let a = args(42);
             for _ in 0..iterations {

@@ -1,12 +1,20 @@
 //! Idempotency keys, fingerprints and key derivation (see [`IdempotencyKey`]).
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
+use arrayvec::ArrayString;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::canonical::{self, tag, CanonicalError};
 use crate::error::{Error, Result};
+
+mod encoder;
+mod writer;
+
+pub use encoder::KeyEncoder;
+pub use writer::{KeyWriter, NormalizeKey};
 
 /// Longest accepted caller-supplied idempotency key, in bytes (Stripe's limit).
 pub const MAX_CUSTOM_KEY_BYTES: usize = 255;
@@ -90,8 +98,134 @@ const _: () = assert!(
 /// is not guaranteed across compiler versions, so a toolchain upgrade may change macro-derived
 /// keys (each live key then runs once more). Pin `name` when keys must survive moving the
 /// function or be shared by several binaries.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
-pub struct IdempotencyKey(String);
+///
+/// A key is a string. Keys of up to [`INLINE_KEY_BYTES`] bytes (operation names up to 47 bytes)
+/// are held inline, so deriving and cloning one allocates nothing; longer keys share one heap
+/// allocation between clones. Equality, order, hashing, `Display` and the serde form (a
+/// newtype of a string) are those of the string, whichever way it is held.
+#[derive(Clone)]
+pub struct IdempotencyKey(Repr);
+
+/// The longest key, in bytes, held inside an [`IdempotencyKey`] without a heap allocation.
+const INLINE_KEY_BYTES: usize = 80;
+
+#[derive(Clone)]
+enum Repr {
+    Inline(ArrayString<INLINE_KEY_BYTES>),
+    Shared(Arc<str>),
+}
+
+impl IdempotencyKey {
+    /// The key made of `parts`, one after the other.
+    pub(crate) fn from_parts(parts: &[&str]) -> IdempotencyKey {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= INLINE_KEY_BYTES {
+            let mut s = ArrayString::new();
+            for p in parts {
+                // Cannot fail: the parts fit (checked above).
+                let _ = s.try_push_str(p);
+            }
+            IdempotencyKey(Repr::Inline(s))
+        } else {
+            IdempotencyKey(Repr::Shared(Arc::from(parts.concat())))
+        }
+    }
+}
+
+impl IdempotencyKey {
+    /// The key `operation:hex` (`hex` is ASCII).
+    #[inline]
+    pub(crate) fn from_operation_and_hex(operation: &str, hex: &[u8; 32]) -> IdempotencyKey {
+        let hex = std::str::from_utf8(hex).unwrap_or_default();
+        if operation.len() + 33 <= INLINE_KEY_BYTES {
+            let mut s = ArrayString::new();
+            // Cannot fail: the parts fit (checked above).
+            let _ = s.try_push_str(operation);
+            let _ = s.try_push(':');
+            let _ = s.try_push_str(hex);
+            return IdempotencyKey(Repr::Inline(s));
+        }
+        IdempotencyKey::from_parts(&[operation, ":", hex])
+    }
+}
+
+/// `dst.copy_from_slice(src)` (of equal lengths), with copies of up to 64 bytes done in two
+/// overlapping loads and stores instead of a call to `memcpy`: short names, strings and
+/// operation names are most of what key derivation copies.
+#[inline]
+pub(crate) fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if dst.len() != n {
+        return dst.copy_from_slice(src);
+    }
+    match n {
+        32..=64 => {
+            dst[..32].copy_from_slice(&src[..32]);
+            dst[n - 32..].copy_from_slice(&src[n - 32..]);
+        }
+        16..=31 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        }
+        8..=15 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        _ => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+    }
+}
+
+impl PartialEq for IdempotencyKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for IdempotencyKey {}
+
+impl PartialOrd for IdempotencyKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for IdempotencyKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for IdempotencyKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+/// As `#[derive(Serialize)]` on `struct IdempotencyKey(String)`: a newtype struct of a string.
+impl Serialize for IdempotencyKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_newtype_struct("IdempotencyKey", self.as_str())
+    }
+}
+
+/// As `#[derive(Deserialize)]` on `struct IdempotencyKey(String)`; the string is not validated.
+impl<'de> serde::Deserialize<'de> for IdempotencyKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "IdempotencyKey")]
+        struct Wire(String);
+        let Wire(s) = Wire::deserialize(d)?;
+        Ok(IdempotencyKey::from_parts(&[&s]))
+    }
+}
 
 impl IdempotencyKey {
     /// Derives the key of `operation` (version `version`) for the arguments `args`, with no
@@ -112,29 +246,31 @@ impl IdempotencyKey {
 
     /// This key with `prefix` prepended to its operation name (a manager's namespace).
     pub fn with_prefix(&self, prefix: &str) -> IdempotencyKey {
-        let mut s = String::with_capacity(prefix.len() + self.0.len());
-        s.push_str(prefix);
-        s.push_str(&self.0);
-        IdempotencyKey(s)
+        IdempotencyKey::from_parts(&[prefix, self.as_str()])
     }
 
     /// The key as a string: `operation_name:32_hex_chars`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Inline(s) => s.as_str(),
+            Repr::Shared(s) => s,
+        }
     }
 
     /// The operation name part.
     pub fn operation(&self) -> &str {
-        match self.0.rfind(':') {
-            Some(i) => &self.0[..i],
-            None => &self.0,
+        let s = self.as_str();
+        match s.rfind(':') {
+            Some(i) => &s[..i],
+            None => s,
         }
     }
 
     /// The 32 hex characters part.
     pub fn hash_hex(&self) -> &str {
-        match self.0.rfind(':') {
-            Some(i) => &self.0[i + 1..],
+        let s = self.as_str();
+        match s.rfind(':') {
+            Some(i) => &s[i + 1..],
             None => "",
         }
     }
@@ -156,19 +292,19 @@ impl IdempotencyKey {
                 reason: "expected 32 lowercase hex characters after the last `:`",
             });
         }
-        Ok(IdempotencyKey(s.to_owned()))
+        Ok(IdempotencyKey::from_parts(&[s]))
     }
 }
 
 impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IdempotencyKey({})", self.0)
+        write!(f, "IdempotencyKey({})", self.as_str())
     }
 }
 
@@ -214,12 +350,35 @@ pub(crate) fn validate_operation(name: &str) -> Result<()> {
             reason: "the operation name is longer than 200 bytes",
         });
     }
-    if name.chars().any(char::is_control) {
+    if has_control(name) {
         return Err(Error::InvalidKey {
             reason: "the operation name contains a control character",
         });
     }
     Ok(())
+}
+
+/// Whether `s` holds a control character (`char::is_control`: U+0000 to U+001F and U+007F to
+/// U+009F). Printable ASCII (0x20 to 0x7E), what names and keys are made of, is recognised eight
+/// bytes at a time; anything else is decoded and checked character by character.
+fn has_control(s: &str) -> bool {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    let mut other = false;
+    for chunk in &mut chunks {
+        let w = <[u8; 8]>::try_from(chunk).map_or(HIGH, u64::from_le_bytes);
+        // A byte under 0x20 (Mycroft's "has less"), or over 0x7E (its high bit is set, or
+        // becomes set by adding 1).
+        let under = w.wrapping_sub(0x20 * LOW) & !w & HIGH;
+        let over = (w.wrapping_add(LOW) | w) & HIGH;
+        other |= (under | over) != 0;
+    }
+    other |= chunks
+        .remainder()
+        .iter()
+        .any(|&b| !(0x20..0x7f).contains(&b));
+    other && s.chars().any(char::is_control)
 }
 
 /// Checks a caller-supplied idempotency key: non-empty, at most [`MAX_CUSTOM_KEY_BYTES`] bytes
@@ -238,7 +397,7 @@ pub fn validate_custom_key(key: &str) -> Result<()> {
             reason: "the idempotency key is longer than 255 bytes",
         });
     }
-    if key.chars().any(char::is_control) {
+    if has_control(key) {
         return Err(Error::InvalidKey {
             reason: "the idempotency key contains a control character",
         });
@@ -246,396 +405,38 @@ pub fn validate_custom_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds an [`IdempotencyKey`] and [`Fingerprint`] from an operation name, a version, an optional
-/// scope, the arguments and an optional caller-supplied key.
-///
-/// Arguments are appended in call order; each is canonically encoded (see
-/// [`canonical`](crate::canonical)).
-/// Encoding errors are remembered and reported by [`finish`](Self::finish), so building never
-/// fails half-way.
-///
-/// ```
-/// # use idempotency_core as idempotency;
-/// use idempotency::KeyEncoder;
-/// let mut enc = KeyEncoder::new("billing::charge", 1);
-/// enc.scope(&"tenant-42").arg(&1200_u64).arg(&"EUR");
-/// let derived = enc.finish()?;
-/// assert!(derived.key.as_str().starts_with("billing::charge:"));
-/// assert_eq!(derived.key.hash_hex().len(), 32);
-/// # Ok::<(), idempotency_core::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct KeyEncoder<'a> {
-    operation: &'a str,
-    version: u32,
-    scope: Option<Vec<u8>>,
-    args: Vec<u8>,
-    custom: Option<&'a str>,
-    /// The hash of the [`instance`](Self::instance) parts, when any were given.
-    instance: Option<Sha256>,
-    error: Option<Error>,
-}
+#[cfg(test)]
+mod tests {
+    use super::{copy_short, has_control};
 
-impl<'a> KeyEncoder<'a> {
-    /// Starts a key for `operation` at `version`.
-    pub fn new(operation: &'a str, version: u32) -> Self {
-        KeyEncoder {
-            operation,
-            version,
-            scope: None,
-            args: Vec::with_capacity(64),
-            custom: None,
-            instance: None,
-            error: None,
+    #[test]
+    fn copy_short_copies_every_length() {
+        let src: Vec<u8> = (1..=100).collect();
+        for n in 0..=100 {
+            let mut dst = vec![0_u8; n];
+            copy_short(&mut dst, &src[..n]);
+            assert_eq!(dst, &src[..n]);
         }
     }
 
-    /// Adds `part` to the operation's identity: which instance of the operation this is, when
-    /// one operation name covers several distinct functions. `#[idempotent]` passes the
-    /// instantiated path of a generic function or method (`<u32>` for `echo::<u32>`,
-    /// `app::Repo<app::User>::load`), so that two instantiations never share a record.
-    ///
-    /// Each part is hashed length-prefixed, in call order, into the key's identity (next to the
-    /// operation name, the version and the scope), so it separates derived keys and
-    /// caller-supplied keys alike; it also enters the [`Fingerprint`]. Parts never appear in the
-    /// key in clear. Without any part, the key and fingerprint are exactly those derived without
-    /// this method, so keys that never used it keep their records.
-    pub fn instance(&mut self, part: &str) -> &mut Self {
-        let h = self.instance.get_or_insert_with(Sha256::new);
-        update_len_prefixed(h, part.as_bytes());
-        self
-    }
-
-    fn remember(&mut self, what: &'static str, r: std::result::Result<(), CanonicalError>) {
-        if let Err(e) = r {
-            if self.error.is_none() {
-                self.error = Some(Error::Encode { what, message: e.0 });
+    #[test]
+    fn has_control_is_char_is_control() {
+        let chars = (0_u32..0x3000)
+            .chain([0xfeff, 0xfffd, 0x1_f680, 0x10_ffff])
+            .filter_map(char::from_u32);
+        for c in chars {
+            for at in 0..18 {
+                // `c` at every position of the 8-byte chunks and of the remainder.
+                let s: String = "abcdefghijklmnopq"
+                    .chars()
+                    .take(at)
+                    .chain([c])
+                    .chain("rstuvwxyz".chars())
+                    .collect();
+                assert_eq!(has_control(&s), s.chars().any(char::is_control), "{s:?}");
             }
         }
-    }
-
-    /// Sets the scope (tenant, org, user): keys of different scopes never collide, and a caller in
-    /// one scope can never read another scope's record (SEMANTICS.md scenario 19).
-    pub fn scope<S: Serialize + ?Sized>(&mut self, scope: &S) -> &mut Self {
-        let mut buf = Vec::with_capacity(32);
-        let r = canonical::encode_into(&mut buf, scope);
-        self.remember("the scope", r);
-        self.scope = Some(buf);
-        self
-    }
-
-    /// Appends one argument, encoded through its `Serialize` impl.
-    pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
-        let r = canonical::encode_into(&mut self.args, value);
-        self.remember("an argument", r);
-        self
-    }
-
-    /// Appends one argument through its [`NormalizeKey`] impl.
-    pub fn arg_normalized<T: NormalizeKey + ?Sized>(&mut self, value: &T) -> &mut Self {
-        let r = value.normalize_key(&mut KeyWriter {
-            out: &mut self.args,
-        });
-        self.remember("an argument", r);
-        self
-    }
-
-    /// Direct access to the argument writer, for generated code.
-    #[doc(hidden)]
-    pub fn writer(&mut self) -> KeyWriter<'_> {
-        KeyWriter {
-            out: &mut self.args,
-        }
-    }
-
-    /// Records an encoding error raised through [`writer`](Self::writer).
-    #[doc(hidden)]
-    pub fn record_error(&mut self, r: std::result::Result<(), CanonicalError>) {
-        self.remember("an argument", r);
-    }
-
-    /// Uses a caller-supplied idempotency key (Stripe style): the key then identifies the
-    /// operation, and the arguments only form the fingerprint. The key is validated by
-    /// [`finish`](Self::finish) and only ever enters the store hashed.
-    pub fn custom_key(&mut self, key: &'a str) -> &mut Self {
-        self.custom = Some(key);
-        self
-    }
-
-    /// Hashes everything into the key and fingerprint.
-    ///
-    /// # Errors
-    /// [`Error::InvalidKey`] for a bad operation name or custom key (see
-    /// [`validate_custom_key`]); [`Error::Encode`] when an argument or the scope failed to
-    /// serialize.
-    pub fn finish(mut self) -> Result<DerivedKey> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        validate_operation(self.operation)?;
-        let instance: Option<[u8; 32]> = self.instance.take().map(|i| i.finalize().into());
-        let mut h = Sha256::new();
-        h.update(KEY_DOMAIN);
-        self.hash_identity(&mut h);
-        if let Some(i) = &instance {
-            // After the scope comes `C` or `A` otherwise: the tag keeps the two apart.
-            h.update([b'I']);
-            h.update(i);
-        }
-        let fingerprint = match self.custom {
-            Some(custom) => {
-                validate_custom_key(custom)?;
-                h.update([b'C']);
-                update_len_prefixed(&mut h, custom.as_bytes());
-                let mut f = Sha256::new();
-                match &instance {
-                    None => f.update(FINGERPRINT_DOMAIN),
-                    Some(_) => f.update(FINGERPRINT_INSTANCE_DOMAIN),
-                }
-                self.hash_operation(&mut f);
-                if let Some(i) = &instance {
-                    f.update(i);
-                }
-                f.update(&self.args);
-                Some(Fingerprint(f.finalize().into()))
-            }
-            None => {
-                h.update([b'A']);
-                h.update(&self.args);
-                None
-            }
-        };
-        let digest: [u8; 32] = h.finalize().into();
-        // A derived key's fingerprint is its own digest: same key, same inputs.
-        let fingerprint = fingerprint.unwrap_or(Fingerprint(digest));
-        Ok(DerivedKey {
-            key: IdempotencyKey(format_key(self.operation, &digest)),
-            fingerprint,
-        })
-    }
-
-    fn hash_operation(&self, h: &mut Sha256) {
-        update_len_prefixed(h, self.operation.as_bytes());
-        h.update(self.version.to_le_bytes());
-    }
-
-    fn hash_identity(&self, h: &mut Sha256) {
-        self.hash_operation(h);
-        match &self.scope {
-            Some(s) => {
-                h.update([1]);
-                update_len_prefixed(h, s);
-            }
-            None => h.update([0]),
-        }
-    }
-}
-
-/// The fingerprint's domain tag when [`KeyEncoder::instance`] parts were given (a distinct tag,
-/// so that no argument encoding can imitate the instance digest).
-const FINGERPRINT_INSTANCE_DOMAIN: &[u8] = b"idempotency/fingerprint/v1/instance\0";
-
-/// Hashes `bytes` prefixed by their length as a varint (the canonical encoding's length
-/// prefix), without allocating.
-fn update_len_prefixed(h: &mut Sha256, bytes: &[u8]) {
-    let mut len = [0_u8; 10];
-    let mut n = bytes.len() as u64;
-    let mut i = 0;
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            len[i] = byte;
-            i += 1;
-            break;
-        }
-        len[i] = byte | 0x80;
-        i += 1;
-    }
-    h.update(&len[..i]);
-    h.update(bytes);
-}
-
-fn format_key(operation: &str, digest: &[u8; 32]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(operation.len() + 33);
-    s.push_str(operation);
-    s.push(':');
-    for &b in &digest[..16] {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s
-}
-
-/// Writes a value into the canonical encoding by hand, for [`NormalizeKey`] impls.
-///
-/// The structure calls mirror serde's data model, names included, so a type whose
-/// `NormalizeKey` impl writes every field with serde's names (as `#[derive(NormalizeKey)]` does
-/// without `skip`, `with` or serde attributes that rename) gets the same key as through its
-/// `Serialize` impl. Names are the names serde presents (after `#[serde(rename)]`); every call
-/// that opens a struct, tuple or struct/tuple variant is closed with [`end`](Self::end).
-#[derive(Debug)]
-pub struct KeyWriter<'a> {
-    out: &'a mut Vec<u8>,
-}
-
-impl KeyWriter<'_> {
-    /// Writes a value through its `Serialize` impl.
-    ///
-    /// # Errors
-    /// The serializer's error.
-    pub fn value<T: Serialize + ?Sized>(
-        &mut self,
-        v: &T,
-    ) -> std::result::Result<(), CanonicalError> {
-        canonical::encode_into(self.out, v)
-    }
-    /// Writes a value through its [`NormalizeKey`] impl.
-    ///
-    /// # Errors
-    /// The impl's error.
-    pub fn normalized<T: NormalizeKey + ?Sized>(
-        &mut self,
-        v: &T,
-    ) -> std::result::Result<(), CanonicalError> {
-        v.normalize_key(self)
-    }
-    /// Opens a struct with named fields (serde `serialize_struct`); write each field with
-    /// [`field`](Self::field) and its value, and close it with [`end`](Self::end).
-    pub fn begin_struct(&mut self, name: &str) {
-        self.out.push(tag::STRUCT);
-        canonical::write_name(self.out, name);
-    }
-    /// Starts a field of a struct or struct variant (serde `serialize_field`); write its value
-    /// next.
-    pub fn field(&mut self, name: &str) {
-        canonical::write_field(self.out, tag::FIELD, name);
-    }
-    /// Marks a field as skipped (serde `skip_field`, from `skip_serializing_if`): it leaves its
-    /// name in the key, so values that skip different fields never share a key.
-    pub fn skip_field(&mut self, name: &str) {
-        canonical::write_field(self.out, tag::SKIPPED, name);
-    }
-    /// Opens a tuple struct (serde `serialize_tuple_struct`); write each value, then close it
-    /// with [`end`](Self::end).
-    pub fn begin_tuple_struct(&mut self, name: &str) {
-        self.out.push(tag::TUPLE_STRUCT);
-        canonical::write_name(self.out, name);
-    }
-    /// Writes a newtype struct's header (serde `serialize_newtype_struct`); write its one value
-    /// next.
-    pub fn newtype_struct(&mut self, name: &str) {
-        self.out.push(tag::NEWTYPE_STRUCT);
-        canonical::write_name(self.out, name);
-    }
-    /// Writes a unit struct (serde `serialize_unit_struct`).
-    pub fn unit_struct(&mut self, name: &str) {
-        self.out.push(tag::UNIT_STRUCT);
-        canonical::write_name(self.out, name);
-    }
-    /// Writes a unit variant (serde `serialize_unit_variant`): the enum's name, the variant's
-    /// index (serde's `variant_index`, its position among all variants) and its name.
-    pub fn unit_variant(&mut self, name: &str, index: u32, variant: &str) {
-        canonical::write_variant(self.out, tag::UNIT_VARIANT, name, index, variant);
-    }
-    /// Writes a newtype variant's header (serde `serialize_newtype_variant`); write its one value
-    /// next.
-    pub fn newtype_variant(&mut self, name: &str, index: u32, variant: &str) {
-        canonical::write_variant(self.out, tag::NEWTYPE_VARIANT, name, index, variant);
-    }
-    /// Opens a tuple variant (serde `serialize_tuple_variant`); write each value, then close it
-    /// with [`end`](Self::end).
-    pub fn begin_tuple_variant(&mut self, name: &str, index: u32, variant: &str) {
-        canonical::write_variant(self.out, tag::TUPLE_VARIANT, name, index, variant);
-    }
-    /// Opens a struct variant (serde `serialize_struct_variant`); write each field with
-    /// [`field`](Self::field) and its value, then close it with [`end`](Self::end).
-    pub fn begin_struct_variant(&mut self, name: &str, index: u32, variant: &str) {
-        canonical::write_variant(self.out, tag::STRUCT_VARIANT, name, index, variant);
-    }
-    /// Closes a struct, tuple struct, tuple variant or struct variant.
-    pub fn end(&mut self) {
-        self.out.push(tag::END);
-    }
-}
-
-/// How a type enters an idempotency key, when its `Serialize` impl is not the right identity:
-/// leave out trace ids and request timestamps, or normalize a field (SEMANTICS.md scenario 17,
-/// Powertools' `payload_validation_jmespath`).
-///
-/// Derive it with `#[derive(NormalizeKey)]` from the `idempotency` crate, with the field
-/// attributes `#[idempotency(skip)]` and `#[idempotency(with = path)]`. `#[idempotent]`
-/// functions use this impl for a parameter when the type has one, and `Serialize` otherwise.
-pub trait NormalizeKey {
-    /// Writes this value's identity into `w`.
-    ///
-    /// # Errors
-    /// A serialization error from a field's `Serialize` impl.
-    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError>;
-}
-
-impl<T: NormalizeKey + ?Sized> NormalizeKey for &T {
-    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
-        (**self).normalize_key(w)
-    }
-}
-
-// Containers carry their elements' identity: an `Option`, `Vec`, slice, array or `Box` of a
-// type with a `NormalizeKey` impl is written with serde's shape for the container (so a type
-// that skips nothing keeps its `Serialize` key) and each element through its own impl (so a
-// skipped trace id stays out of the key when the value is wrapped or nested).
-
-/// As serde writes an `Option`: `None`, or `Some` and the value.
-impl<T: NormalizeKey> NormalizeKey for Option<T> {
-    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
-        match self {
-            None => {
-                w.out.push(tag::NONE);
-                Ok(())
-            }
-            Some(v) => {
-                w.out.push(tag::SOME);
-                v.normalize_key(w)
-            }
-        }
-    }
-}
-
-/// As serde writes a slice (and a `Vec`): a sequence of the elements.
-impl<T: NormalizeKey> NormalizeKey for [T] {
-    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
-        w.out.push(tag::SEQ);
-        for v in self {
-            v.normalize_key(w)?;
-        }
-        w.end();
-        Ok(())
-    }
-}
-
-/// As serde writes a `Vec`: a sequence of the elements.
-impl<T: NormalizeKey> NormalizeKey for Vec<T> {
-    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
-        self.as_slice().normalize_key(w)
-    }
-}
-
-/// As serde writes an array: a tuple of the elements.
-impl<T: NormalizeKey, const N: usize> NormalizeKey for [T; N] {
-    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
-        w.out.push(tag::TUPLE);
-        for v in self {
-            v.normalize_key(w)?;
-        }
-        w.end();
-        Ok(())
-    }
-}
-
-/// As serde writes a `Box`: the value itself.
-impl<T: NormalizeKey + ?Sized> NormalizeKey for Box<T> {
-    fn normalize_key(&self, w: &mut KeyWriter<'_>) -> std::result::Result<(), CanonicalError> {
-        (**self).normalize_key(w)
+        assert!(!has_control(""));
+        assert!(!has_control("billing::charge ~{}|"));
     }
 }
