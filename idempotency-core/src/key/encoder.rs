@@ -42,14 +42,16 @@ pub struct KeyEncoder<'a> {
     identity_end: usize,
     args_start: usize,
     custom: Option<&'a str>,
-    /// The hash of the [`instance`](Self::instance) parts, when any were given.
-    instance: Option<Sha256>,
-    error: Option<Error>,
+    /// The hash of the [`instance`](Self::instance) parts, when any were given (boxed: most
+    /// calls have none, and the encoder is moved by value).
+    instance: Option<Box<Sha256>>,
+    /// The first encoding error: what was encoded, and the serializer's message.
+    error: Option<(&'static str, String)>,
 }
 
 /// The bytes of a key's SHA-256 input held on the stack: the header (19 bytes of domain tag,
 /// the operation name, 7 more) and the arguments of most calls.
-const KEY_BUF_BYTES: usize = 256;
+const KEY_BUF_BYTES: usize = 128;
 
 /// The buffer [`KeyEncoder`] and [`KeyWriter`] write into: its first [`KEY_BUF_BYTES`] bytes on
 /// the stack, all of them on the heap beyond that.
@@ -157,7 +159,7 @@ impl<'a> KeyEncoder<'a> {
     /// key in clear. Without any part, the key and fingerprint are exactly those derived without
     /// this method, so keys that never used it keep their records.
     pub fn instance(&mut self, part: &str) -> &mut Self {
-        let h = self.instance.get_or_insert_with(Sha256::new);
+        let h = self.instance.get_or_insert_with(Default::default);
         update_len_prefixed(h, part.as_bytes());
         self
     }
@@ -165,7 +167,7 @@ impl<'a> KeyEncoder<'a> {
     fn remember(&mut self, what: &'static str, r: std::result::Result<(), CanonicalError>) {
         if let Err(e) = r {
             if self.error.is_none() {
-                self.error = Some(Error::Encode { what, message: e.0 });
+                self.error = Some((what, e.0));
             }
         }
     }
@@ -227,8 +229,8 @@ impl<'a> KeyEncoder<'a> {
     }
 
     fn finish_in_place(&mut self) -> Result<DerivedKey> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
+        if let Some((what, message)) = self.error.take() {
+            return Err(Error::Encode { what, message });
         }
         validate_operation(self.operation)?;
         if self.scope.is_none() && self.instance.is_none() && self.custom.is_none() {
