@@ -99,7 +99,7 @@ const _: () = assert!(
 /// keys (each live key then runs once more). Pin `name` when keys must survive moving the
 /// function or be shared by several binaries.
 ///
-/// A key is a string. Keys of up to [`INLINE_KEY_BYTES`] bytes (operation names up to 47 bytes)
+/// A key is a string. Keys of up to 80 bytes (operation names up to 47 bytes)
 /// are held inline, so deriving and cloning one allocates nothing; longer keys share one heap
 /// allocation between clones. Equality, order, hashing, `Display` and the serde form (a
 /// newtype of a string) are those of the string, whichever way it is held.
@@ -108,6 +108,8 @@ pub struct IdempotencyKey(Repr);
 
 /// The longest key, in bytes, held inside an [`IdempotencyKey`] without a heap allocation.
 const INLINE_KEY_BYTES: usize = 80;
+// `IdempotencyKey`'s docs give the figure.
+const _: () = assert!(INLINE_KEY_BYTES == 80);
 
 #[derive(Clone)]
 enum Repr {
