@@ -47,20 +47,38 @@ pub fn call_for(op: &str, a: &ChargeArgs) -> Call {
 }
 
 pub fn run_all(r: &mut Report) {
-    floors_cpu(r);
-    memory(r);
-    macro_vs_manual(r);
-    file(r);
-    crate::redis_rows::run(r);
-    crate::postgres_rows::run(r);
+    if r.wants("core") {
+        core(r);
+    }
+    if r.wants("memory") {
+        memory(r);
+    }
+    if r.wants("macro") {
+        macro_vs_manual(r);
+    }
+    if r.wants("file") {
+        file(r);
+    }
+    if r.wants("redis") {
+        crate::redis_rows::run(r);
+    }
+    if r.wants("postgres") {
+        crate::postgres_rows::run(r);
+    }
 }
 
-static MACRO_MANAGER: std::sync::LazyLock<IdempotencyManager> =
+/// The floor of every in-process path: postcard + SHA-256 of the same argument.
+fn hash_floor(a: &ChargeArgs) {
+    let bytes = postcard::to_stdvec(black_box(a)).unwrap_or_default();
+    black_box(Sha256::digest(&bytes));
+}
+
+pub static MACRO_MANAGER: std::sync::LazyLock<IdempotencyManager> =
     std::sync::LazyLock::new(|| IdempotencyManager::new(MemoryStorage::new()));
 
 /// An annotated function: its hit path is compared with the manager called by hand.
 #[idempotency::idempotent(manager = &*MACRO_MANAGER, name = "bench::macro")]
-fn charge_annotated(a: ChargeArgs) -> Receipt {
+pub fn charge_annotated(a: ChargeArgs) -> Receipt {
     let _ = a;
     receipt()
 }
@@ -71,119 +89,142 @@ fn macro_vs_manual(r: &mut Report) {
         panic!("bench macro warm-up");
     }
     let m = &*MACRO_MANAGER;
-    r.measure("macro", "manager by hand, hit", 32, None, || {
-        let c = call_for("bench::macro-by-hand", black_box(&a));
-        black_box(m.execute_sync(&c, receipt).ok());
-    });
-    r.measure(
+    r.interleaved(
         "macro",
-        "#[idempotent] hit",
         32,
-        Some(("macro_hit_per_manual_hit", "manager by hand, hit")),
-        || {
-            black_box(charge_annotated(black_box(a.clone())).ok());
-        },
+        &mut [
+            ("manager by hand, hit", None, &mut || {
+                let c = call_for("bench::macro-by-hand", black_box(&a));
+                black_box(m.execute_sync(&c, receipt).ok());
+            }),
+            (
+                "#[idempotent] hit",
+                Some(("macro_hit_per_manual_hit", "manager by hand, hit")),
+                &mut || {
+                    black_box(charge_annotated(black_box(a.clone())).ok());
+                },
+            ),
+        ],
     );
 }
 
 fn file(r: &mut Report) {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
-        Err(e) => return r.note(format!("file rows skipped: no temp dir: {e}")),
+        Err(e) => {
+            return r.skip(
+                &["file_hit_per_read"],
+                format!("file rows SKIPPED: no temp dir: {e}"),
+            )
+        }
     };
     let small = dir.path().join("floor.bin");
     let payload = vec![7_u8; 120];
     if let Err(e) = std::fs::write(&small, &payload) {
-        return r.note(format!("file rows skipped: {e}"));
+        return r.skip(&["file_hit_per_read"], format!("file rows SKIPPED: {e}"));
     }
-    r.measure("floor", "small-file read", 8, None, || {
-        black_box(std::fs::read(black_box(&small)).ok());
-    });
-    let tmp = dir.path().join("floor.tmp");
-    r.measure("floor", "small-file write+fsync+rename", 1, None, || {
-        let ok = std::fs::File::create(&tmp)
-            .and_then(|mut f| {
-                std::io::Write::write_all(&mut f, &payload)?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, &small))
-            .and_then(|()| std::fs::File::open(dir.path())?.sync_all());
-        black_box(ok.ok());
-    });
     let store = match idempotency::FileStorage::open(dir.path().join("store")) {
         Ok(s) => s,
-        Err(e) => return r.note(format!("file rows skipped: {e}")),
+        Err(e) => return r.skip(&["file_hit_per_read"], format!("file rows SKIPPED: {e}")),
     };
     let m = IdempotencyManager::new(store);
     let a = args(1);
     if let Err(e) = m.execute_sync(&call_for("bench::file", &a), receipt) {
-        return r.note(format!("file rows skipped: {e}"));
+        return r.skip(&["file_hit_per_read"], format!("file rows SKIPPED: {e}"));
     }
-    r.measure(
+    r.interleaved(
         "file",
-        "file hit",
         4,
-        Some(("file_hit_per_read", "small-file read")),
-        || {
-            let c = call_for("bench::file", black_box(&a));
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
+        &mut [
+            ("small-file read", None, &mut || {
+                black_box(std::fs::read(black_box(&small)).ok());
+            }),
+            (
+                "file hit",
+                Some(("file_hit_per_read", "small-file read")),
+                &mut || {
+                    let c = call_for("bench::file", black_box(&a));
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+        ],
     );
+    let (tmp, written) = (dir.path().join("floor.tmp"), dir.path().join("floor-w.bin"));
     let next = AtomicU64::new(1_000_000);
-    r.measure(
+    r.interleaved(
         "file",
-        "file miss (claim + complete, fsync)",
         1,
-        Some(("file_miss_per_write", "small-file write+fsync+rename")),
-        || {
-            let c = call_for("bench::file", &args(next.fetch_add(1, Ordering::Relaxed)));
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
+        &mut [
+            ("small-file write+fsync+rename", None, &mut || {
+                let ok = std::fs::File::create(&tmp)
+                    .and_then(|mut f| {
+                        std::io::Write::write_all(&mut f, &payload)?;
+                        f.sync_all()
+                    })
+                    .and_then(|()| std::fs::rename(&tmp, &written))
+                    .and_then(|()| std::fs::File::open(dir.path())?.sync_all());
+                black_box(ok.ok());
+            }),
+            (
+                "file miss (claim + complete, fsync)",
+                Some(("file_miss_per_write", "small-file write+fsync+rename")),
+                &mut || {
+                    let c = call_for("bench::file", &args(next.fetch_add(1, Ordering::Relaxed)));
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+        ],
     );
 }
 
-fn floors_cpu(r: &mut Report) {
+fn core(r: &mut Report) {
     let a = args(42);
-    r.measure("floor", "postcard+sha256", 64, None, || {
-        let bytes = postcard::to_stdvec(black_box(&a)).unwrap_or_default();
-        black_box(Sha256::digest(&bytes));
-    });
-    r.measure(
+    r.interleaved(
         "core",
-        "key derivation",
         64,
-        Some(("key_derivation_per_hash", "postcard+sha256")),
-        || {
-            black_box(IdempotencyKey::derive("bench::charge", 1, black_box(&a)).ok());
-        },
+        &mut [
+            ("postcard+sha256", None, &mut || hash_floor(&a)),
+            (
+                "key derivation",
+                Some(("key_derivation_per_hash", "postcard+sha256")),
+                &mut || {
+                    black_box(IdempotencyKey::derive("bench::charge", 1, black_box(&a)).ok());
+                },
+            ),
+        ],
     );
 }
 
+/// The memory store's hit and miss, interleaved with their floor (measured again here, so that
+/// the ratios compare moments of the same load).
 fn memory(r: &mut Report) {
     let m = IdempotencyManager::new(MemoryStorage::new());
     let a = args(1);
     if let Err(e) = m.execute_sync(&call_for("bench::mem", &a), receipt) {
         panic!("bench memory warm-up: {e}");
     }
-    r.measure(
-        "memory",
-        "memory hit",
-        32,
-        Some(("memory_hit_per_hash", "postcard+sha256")),
-        || {
-            let c = call_for("bench::mem", black_box(&a));
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
-    );
     let next = AtomicU64::new(1_000_000);
-    r.measure(
+    r.interleaved(
         "memory",
-        "memory miss",
-        16,
-        Some(("memory_miss_per_hash", "postcard+sha256")),
-        || {
-            let c = call_for("bench::mem", &args(next.fetch_add(1, Ordering::Relaxed)));
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
+        32,
+        &mut [
+            ("postcard+sha256 (memory)", None, &mut || hash_floor(&a)),
+            (
+                "memory hit",
+                Some(("memory_hit_per_hash", "postcard+sha256 (memory)")),
+                &mut || {
+                    let c = call_for("bench::mem", black_box(&a));
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+            (
+                "memory miss",
+                Some(("memory_miss_per_hash", "postcard+sha256 (memory)")),
+                &mut || {
+                    let c = call_for("bench::mem", &args(next.fetch_add(1, Ordering::Relaxed)));
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+        ],
     );
 }

@@ -1,6 +1,7 @@
 //! The PostgreSQL rows: floors (one `SELECT` and one `INSERT` round trip) on the store's own
 //! pool and dispatch path (polled from the bench thread with the pool's runtime entered, as the
-//! store does), the store's hit (replay) and miss (first run: claim + complete).
+//! store does), each interleaved call by call with the store's hit (replay) and miss (first
+//! run: claim + complete).
 //!
 //! The database is `IDEMPOTENCY_POSTGRES_URL`, else `postgres://postgres@127.0.0.1:5432/test`;
 //! the rows work in a fresh schema that is dropped afterwards.
@@ -17,6 +18,8 @@ use idempotency_postgres::PostgresConfig;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::harness::Report;
+
+const RATIOS: &[&str] = &["postgres_hit_per_select", "postgres_miss_per_insert"];
 use crate::paths::{args, call_for, receipt};
 
 /// Polls a future with `handle`'s runtime entered (the store's own bridge, rebuilt here).
@@ -52,7 +55,7 @@ pub fn run(r: &mut Report) {
         .build()
     {
         Ok(rt) => std::sync::Arc::new(rt),
-        Err(e) => return r.note(format!("PostgreSQL rows skipped: {e}")),
+        Err(e) => return r.skip(RATIOS, format!("PostgreSQL rows SKIPPED: {e}")),
     };
     let handle = rt.handle().clone();
     let driver: std::sync::Arc<Runtime> = std::sync::Arc::clone(&rt);
@@ -64,7 +67,7 @@ pub fn run(r: &mut Report) {
             .connect_lazy(&url)
         {
             Ok(p) => p,
-            Err(e) => return r.note(format!("PostgreSQL rows skipped: {e}")),
+            Err(e) => return r.skip(RATIOS, format!("PostgreSQL rows SKIPPED: {e}")),
         }
     };
     let schema = format!("idem_bench_{}", uuid::Uuid::new_v4().simple());
@@ -75,13 +78,14 @@ pub fn run(r: &mut Report) {
             .with_pool(pool.clone())
         {
             Ok(s) => s,
-            Err(e) => return r.note(format!("PostgreSQL rows skipped: {e}")),
+            Err(e) => return r.skip(RATIOS, format!("PostgreSQL rows SKIPPED: {e}")),
         }
     };
     if let Err(e) = on(&handle, store.ensure_schema()) {
-        return r.note(format!(
-            "PostgreSQL rows skipped: {url} is not reachable: {e}"
-        ));
+        return r.skip(
+            RATIOS,
+            format!("PostgreSQL rows SKIPPED: {url} is not reachable: {e}"),
+        );
     }
     let floor_table = format!("\"{schema}\".\"floor\"");
     let setup = on(&handle, async {
@@ -97,60 +101,67 @@ pub fn run(r: &mut Report) {
             .await
     });
     if let Err(e) = setup {
-        return r.note(format!("PostgreSQL rows skipped: {e}"));
+        return r.skip(RATIOS, format!("PostgreSQL rows SKIPPED: {e}"));
     }
-    let select = format!("SELECT body FROM {floor_table} WHERE key = $1");
-    r.measure("floor", "postgres SELECT round trip", 1, None, || {
-        black_box(on(
-            &handle,
-            sqlx::query_scalar::<_, Vec<u8>>(&select)
-                .bind(b"probe".as_slice())
-                .fetch_optional(&pool),
-        ))
-        .ok();
-    });
-    let insert = format!("INSERT INTO {floor_table} VALUES ($1, $2)");
-    let n = AtomicU64::new(0);
-    r.measure("floor", "postgres INSERT round trip", 1, None, || {
-        let k = n.fetch_add(1, Ordering::Relaxed).to_be_bytes();
-        black_box(on(
-            &handle,
-            sqlx::query(&insert)
-                .bind(k.as_slice())
-                .bind(vec![0_u8; 100])
-                .execute(&pool),
-        ))
-        .ok();
-    });
-
     let m = IdempotencyManager::new(store);
     let a = args(1);
     if let Err(e) = m.execute_sync(&call_for("bench::postgres", &a), receipt) {
-        return r.note(format!("PostgreSQL rows skipped: {e}"));
+        return r.skip(RATIOS, format!("PostgreSQL rows SKIPPED: {e}"));
     }
-    r.measure(
+    let select = format!("SELECT body FROM {floor_table} WHERE key = $1");
+    r.interleaved(
         "postgres",
-        "postgres hit (replay)",
         1,
-        Some(("postgres_hit_per_select", "postgres SELECT round trip")),
-        || {
-            let c = call_for("bench::postgres", black_box(&a));
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
+        &mut [
+            ("postgres SELECT round trip", None, &mut || {
+                black_box(on(
+                    &handle,
+                    sqlx::query_scalar::<_, Vec<u8>>(&select)
+                        .bind(b"probe".as_slice())
+                        .fetch_optional(&pool),
+                ))
+                .ok();
+            }),
+            (
+                "postgres hit (replay)",
+                Some(("postgres_hit_per_select", "postgres SELECT round trip")),
+                &mut || {
+                    let c = call_for("bench::postgres", black_box(&a));
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+        ],
     );
+    let insert = format!("INSERT INTO {floor_table} VALUES ($1, $2)");
+    let n = AtomicU64::new(0);
     let next = AtomicU64::new(1_000_000);
-    r.measure(
+    r.interleaved(
         "postgres",
-        "postgres miss (claim + complete)",
         1,
-        Some(("postgres_miss_per_insert", "postgres INSERT round trip")),
-        || {
-            let c = call_for(
-                "bench::postgres",
-                &args(next.fetch_add(1, Ordering::Relaxed)),
-            );
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
+        &mut [
+            ("postgres INSERT round trip", None, &mut || {
+                let k = n.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+                black_box(on(
+                    &handle,
+                    sqlx::query(&insert)
+                        .bind(k.as_slice())
+                        .bind(vec![0_u8; 100])
+                        .execute(&pool),
+                ))
+                .ok();
+            }),
+            (
+                "postgres miss (claim + complete)",
+                Some(("postgres_miss_per_insert", "postgres INSERT round trip")),
+                &mut || {
+                    let c = call_for(
+                        "bench::postgres",
+                        &args(next.fetch_add(1, Ordering::Relaxed)),
+                    );
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+        ],
     );
     drop(m);
     let _ = on(

@@ -1,19 +1,35 @@
-//! The Redis rows: floors (one GET, one `SET NX PX` round trip) on the store's own client type
-//! and dispatch path, the store's hit and miss, and throughput at 64 concurrent tasks.
+//! The Redis rows. Floors are a plain `redis` client on the caller's thread: a sync
+//! `redis::Connection`, and a multiplexed async connection driven by the caller's own
+//! (current-thread) runtime. Each floor is interleaved call by call with the store's path it
+//! bounds: hit against `GET`, miss (claim + complete) against `SET NX PX`, sync and async; the
+//! sync hit again while CPU hogs started here keep every other core busy; and throughput at 64
+//! tasks (hits against raw `GET`s, misses against raw `SET`s, on one plain multiplexed
+//! connection).
 
 use std::hint::black_box;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idempotency::IdempotencyManager;
 use idempotency_redis::RedisStorage;
-use redis::aio::ConnectionManager;
-use tokio::runtime::{Handle, Runtime};
+use redis::aio::MultiplexedConnection;
+use tokio::runtime::Runtime;
 
 use crate::harness::Report;
 use crate::paths::{args, call_for, receipt};
+
+/// Every ratio of these rows (printed as skipped when there is no Redis).
+const RATIOS: &[&str] = &[
+    "redis_hit_sync_per_get",
+    "redis_hit_async_per_get",
+    "redis_miss_sync_per_set_nx",
+    "redis_miss_async_per_set_nx",
+    "redis_hit_busy_per_get",
+    "redis_hits_64_tasks_per_raw_get",
+    "redis_misses_64_tasks_per_raw_set",
+];
 
 /// A Redis the bench talks to: `IDEMPOTENCY_REDIS_URL`, or a `redis-server` it started.
 struct Server {
@@ -70,130 +86,94 @@ fn server() -> Result<Server, String> {
     Ok(s)
 }
 
-/// The floor client: a `ConnectionManager` driven by a current-thread runtime on its own
-/// thread, each command a task spawned there and awaited from the caller, as the store does.
-struct Floor {
-    _rt: Arc<Runtime>,
-    handle: Handle,
-    conn: ConnectionManager,
+/// The plain clients of the floors.
+struct Plain {
+    client: redis::Client,
+    sync: redis::Connection,
+    /// The caller's runtime: current-thread, driven by the bench thread in `block_on`.
+    rt: Runtime,
+    multiplexed: MultiplexedConnection,
 }
 
-fn floor_client(url: &str) -> Result<Floor, String> {
-    let rt = Arc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?,
-    );
-    let handle = rt.handle().clone();
-    let driver = Arc::clone(&rt);
-    std::thread::spawn(move || driver.block_on(std::future::pending::<()>()));
+fn plain(url: &str) -> Result<Plain, String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let conn =
-        idempotency::block_on(handle.spawn(async move { ConnectionManager::new(client).await }))
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    Ok(Floor {
-        _rt: rt,
-        handle,
-        conn,
+    let sync = client.get_connection().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let multiplexed = rt
+        .block_on(client.get_multiplexed_async_connection())
+        .map_err(|e| e.to_string())?;
+    Ok(Plain {
+        client,
+        sync,
+        rt,
+        multiplexed,
     })
 }
 
-impl Floor {
-    fn run<T: redis::FromRedisValue + Send + 'static>(&self, cmd: redis::Cmd) -> Option<T> {
-        let mut conn = self.conn.clone();
-        idempotency::block_on(
-            self.handle
-                .spawn(async move { cmd.query_async::<T>(&mut conn).await }),
-        )
-        .ok()
-        .and_then(Result::ok)
-    }
+fn set_nx(key: String) -> redis::Cmd {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(vec![0_u8; 100])
+        .arg("NX")
+        .arg("PX")
+        .arg(60_000)
+        .clone()
 }
 
 pub fn run(r: &mut Report) {
     let server = match server() {
         Ok(s) => s,
-        Err(e) => return r.note(format!("Redis rows skipped: {e}")),
+        Err(e) => return r.skip(RATIOS, format!("Redis rows SKIPPED: {e}")),
     };
-    let floor = match floor_client(&server.url) {
-        Ok(f) => f,
+    let mut p = match plain(&server.url) {
+        Ok(p) => p,
         Err(e) => {
-            return r.note(format!(
-                "Redis rows skipped: cannot connect to {}: {e}",
-                server.url
-            ))
+            return r.skip(
+                RATIOS,
+                format!("Redis rows SKIPPED: cannot connect to {}: {e}", server.url),
+            )
         }
     };
     let prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());
     let probe = format!("{prefix}floor");
-    let _: Option<()> = floor.run(redis::cmd("SET").arg(&probe).arg(vec![0_u8; 100]).clone());
-    r.measure("floor", "redis GET round trip", 1, None, || {
-        black_box(floor.run::<Option<Vec<u8>>>(redis::cmd("GET").arg(&probe).clone()));
-    });
-    let n = AtomicU64::new(0);
-    r.measure("floor", "redis SET NX PX round trip", 1, None, || {
-        let k = format!("{prefix}nx:{}", n.fetch_add(1, Ordering::Relaxed));
-        let cmd = redis::cmd("SET")
-            .arg(k)
-            .arg(vec![0_u8; 100])
-            .arg("NX")
-            .arg("PX")
-            .arg(60_000)
-            .clone();
-        black_box(floor.run::<Option<String>>(cmd));
-    });
-
+    let set: redis::RedisResult<()> = redis::cmd("SET")
+        .arg(&probe)
+        .arg(vec![0_u8; 100])
+        .query(&mut p.sync);
+    if let Err(e) = set {
+        return r.skip(RATIOS, format!("Redis rows SKIPPED: {e}"));
+    }
     let store = match RedisStorage::builder(server.url.clone())
         .prefix(prefix.clone())
         .open()
     {
         Ok(s) => s,
-        Err(e) => return r.note(format!("Redis rows skipped: {e}")),
+        Err(e) => return r.skip(RATIOS, format!("Redis rows SKIPPED: {e}")),
     };
     let m = IdempotencyManager::new(store);
     let a = args(1);
     if let Err(e) = m.execute_sync(&call_for("bench::redis", &a), receipt) {
-        return r.note(format!("Redis rows skipped: {e}"));
+        return r.skip(RATIOS, format!("Redis rows SKIPPED: {e}"));
     }
-    r.measure(
-        "redis",
-        "redis hit",
-        1,
-        Some(("redis_hit_per_rtt", "redis GET round trip")),
-        || {
-            let c = call_for("bench::redis", black_box(&a));
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
-    );
-    let next = AtomicU64::new(1_000_000);
-    r.measure(
-        "redis",
-        "redis miss (claim + complete)",
-        1,
-        Some(("redis_miss_per_rtt", "redis SET NX PX round trip")),
-        || {
-            let c = call_for("bench::redis", &args(next.fetch_add(1, Ordering::Relaxed)));
-            black_box(m.execute_sync(&c, receipt).ok());
-        },
-    );
-    throughput(r, &floor, &m, &prefix);
+    latency(r, &mut p, &m, &prefix, &probe);
+    busy(r, &mut p, &m, &probe);
+    throughput(r, &p, &m, &prefix, &probe);
     // Leave nothing behind on a shared server.
     let mut cursor = 0_u64;
     loop {
-        let page: Option<(u64, Vec<String>)> = floor.run(
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .clone(),
-        );
-        let Some((next, keys)) = page else { break };
+        let page: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut p.sync);
+        let Ok((next, keys)) = page else { break };
         if !keys.is_empty() {
-            let _: Option<u64> = floor.run(redis::cmd("DEL").arg(keys).clone());
+            let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(keys).query(&mut p.sync);
         }
         if next == 0 {
             break;
@@ -203,62 +183,275 @@ pub fn run(r: &mut Report) {
     drop(server);
 }
 
-fn throughput(r: &mut Report, floor: &Floor, m: &IdempotencyManager, prefix: &str) {
+/// Hits and misses, sync and async, each interleaved call by call with its floor.
+fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, probe: &str) {
+    let a = args(1);
+    let Plain {
+        sync,
+        rt,
+        multiplexed,
+        ..
+    } = p;
+    r.interleaved(
+        "redis",
+        1,
+        &mut [
+            ("redis GET, plain sync client", None, &mut || {
+                let v: redis::RedisResult<Option<Vec<u8>>> =
+                    redis::cmd("GET").arg(probe).query(sync);
+                black_box(v.ok());
+            }),
+            (
+                "redis hit, sync",
+                Some(("redis_hit_sync_per_get", "redis GET, plain sync client")),
+                &mut || {
+                    let c = call_for("bench::redis", black_box(&a));
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+        ],
+    );
+    r.interleaved(
+        "redis",
+        1,
+        &mut [
+            ("redis GET, plain async client", None, &mut || {
+                let mut conn = multiplexed.clone();
+                let v: redis::RedisResult<Option<Vec<u8>>> =
+                    rt.block_on(redis::cmd("GET").arg(probe).query_async(&mut conn));
+                black_box(v.ok());
+            }),
+            (
+                "redis hit, async",
+                Some(("redis_hit_async_per_get", "redis GET, plain async client")),
+                &mut || {
+                    let c = call_for("bench::redis", black_box(&a));
+                    black_box(rt.block_on(m.execute(&c, || async { receipt() })).ok());
+                },
+            ),
+        ],
+    );
+    let n = AtomicU64::new(0);
+    let fresh = || format!("{prefix}nx:{}", n.fetch_add(1, Ordering::Relaxed));
+    let next = AtomicU64::new(1_000_000);
+    let fresh_call = || call_for("bench::redis", &args(next.fetch_add(1, Ordering::Relaxed)));
+    r.interleaved(
+        "redis",
+        1,
+        &mut [
+            ("redis SET NX PX, plain sync client", None, &mut || {
+                let v: redis::RedisResult<Option<String>> = set_nx(fresh()).query(sync);
+                black_box(v.ok());
+            }),
+            (
+                "redis miss, sync (claim + complete)",
+                Some((
+                    "redis_miss_sync_per_set_nx",
+                    "redis SET NX PX, plain sync client",
+                )),
+                &mut || {
+                    black_box(m.execute_sync(&fresh_call(), receipt).ok());
+                },
+            ),
+        ],
+    );
+    r.interleaved(
+        "redis",
+        1,
+        &mut [
+            ("redis SET NX PX, plain async client", None, &mut || {
+                let mut conn = multiplexed.clone();
+                let v: redis::RedisResult<Option<String>> =
+                    rt.block_on(set_nx(fresh()).query_async(&mut conn));
+                black_box(v.ok());
+            }),
+            (
+                "redis miss, async (claim + complete)",
+                Some((
+                    "redis_miss_async_per_set_nx",
+                    "redis SET NX PX, plain async client",
+                )),
+                &mut || {
+                    let c = fresh_call();
+                    black_box(rt.block_on(m.execute(&c, || async { receipt() })).ok());
+                },
+            ),
+        ],
+    );
+}
+
+/// Spins on every core but one until dropped: the other cores are busy, as when a build runs
+/// next to the service.
+struct Hogs {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hogs {
+    fn start() -> Hogs {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..cores.saturating_sub(1).max(1))
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut x = 1_u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..10_000 {
+                            x = black_box(
+                                x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        Hogs { stop, threads }
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The sync hit with the other cores busy, interleaved call by call with the plain sync `GET`
+/// in the same conditions.
+fn busy(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, probe: &str) {
+    let a = args(1);
+    let sync = &mut p.sync;
+    let hogs = Hogs::start();
+    r.note(format!(
+        "busy rows: {} CPU hog thread(s) running",
+        hogs.threads.len()
+    ));
+    r.interleaved(
+        "redis busy",
+        1,
+        &mut [
+            (
+                "redis GET, plain sync client, cores busy",
+                None,
+                &mut || {
+                    let v: redis::RedisResult<Option<Vec<u8>>> =
+                        redis::cmd("GET").arg(probe).query(sync);
+                    black_box(v.ok());
+                },
+            ),
+            (
+                "redis hit, sync, cores busy",
+                Some((
+                    "redis_hit_busy_per_get",
+                    "redis GET, plain sync client, cores busy",
+                )),
+                &mut || {
+                    let c = call_for("bench::redis", black_box(&a));
+                    black_box(m.execute_sync(&c, receipt).ok());
+                },
+            ),
+        ],
+    );
+    drop(hogs);
+}
+
+/// 64 tasks on a 2-worker runtime: raw `GET`s and `SET`s on one plain multiplexed connection,
+/// against the store's hits and misses through the async API.
+fn throughput(r: &mut Report, p: &Plain, m: &IdempotencyManager, prefix: &str, probe: &str) {
     const TASKS: u64 = 64;
-    let per_task: u64 = if r.quick { 100 } else { 500 };
+    let per_task: u64 = if r.quick { 50 } else { 300 };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return r.note(format!("throughput skipped: {e}")),
+        Err(e) => return r.skip(&RATIOS[5..], format!("Redis throughput rows SKIPPED: {e}")),
     };
-    // Raw SET with the same client type, 64 concurrent tasks.
-    let started = Instant::now();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for t in 0..TASKS {
-            let mut conn = floor.conn.clone();
-            let prefix = prefix.to_owned();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..per_task {
-                    let k = format!("{prefix}raw:{t}:{i}");
-                    let _: redis::RedisResult<()> = redis::cmd("SET")
-                        .arg(k)
-                        .arg(vec![0_u8; 100])
-                        .query_async(&mut conn)
-                        .await;
-                }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
+    let conn = match rt.block_on(p.client.get_multiplexed_async_connection()) {
+        Ok(c) => c,
+        Err(e) => return r.skip(&RATIOS[5..], format!("Redis throughput rows SKIPPED: {e}")),
+    };
+    let (c, probe) = (conn.clone(), probe.to_owned());
+    let raw_get = run_tasks(&rt, TASKS, per_task, move |_, _| {
+        let (mut c, probe) = (c.clone(), probe.clone());
+        async move {
+            let _: redis::RedisResult<Option<Vec<u8>>> =
+                redis::cmd("GET").arg(probe).query_async(&mut c).await;
         }
     });
-    let raw = (TASKS * per_task) as f64 / started.elapsed().as_secs_f64();
-    r.throughput("floor", "redis raw SET, 64 tasks", raw, None);
-    let started = Instant::now();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for t in 0..TASKS {
-            let m = m.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..per_task {
-                    let c = call_for("bench::redis-tp", &args(t * 1_000_000 + i));
-                    let _ = m.execute(&c, || async { receipt() }).await;
-                }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
+    r.throughput("redis 64 tasks", "redis raw GET, 64 tasks", raw_get, None);
+    let mm = m.clone();
+    let ours_hit = run_tasks(&rt, TASKS, per_task, move |_, _| {
+        let m = mm.clone();
+        async move {
+            let c = call_for("bench::redis", &args(1));
+            let _ = m.execute(&c, || async { receipt() }).await;
         }
     });
-    let ours = (TASKS * per_task) as f64 / started.elapsed().as_secs_f64();
     r.throughput(
-        "redis",
-        "redis miss, 64 tasks",
-        ours,
-        Some(("redis_throughput_per_raw_set", "redis raw SET, 64 tasks")),
+        "redis 64 tasks",
+        "redis hits, 64 tasks",
+        ours_hit,
+        Some(("redis_hits_64_tasks_per_raw_get", "redis raw GET, 64 tasks")),
     );
+    let (c, prefix) = (conn.clone(), prefix.to_owned());
+    let raw_set = run_tasks(&rt, TASKS, per_task, move |t, i| {
+        let mut c = c.clone();
+        let k = format!("{prefix}raw:{t}:{i}");
+        async move {
+            let _: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(k)
+                .arg(vec![0_u8; 100])
+                .query_async(&mut c)
+                .await;
+        }
+    });
+    r.throughput("redis 64 tasks", "redis raw SET, 64 tasks", raw_set, None);
+    let mm = m.clone();
+    let ours_miss = run_tasks(&rt, TASKS, per_task, move |t, i| {
+        let m = mm.clone();
+        async move {
+            let c = call_for("bench::redis-tp", &args(t * 1_000_000 + i));
+            let _ = m.execute(&c, || async { receipt() }).await;
+        }
+    });
+    r.throughput(
+        "redis 64 tasks",
+        "redis misses, 64 tasks",
+        ours_miss,
+        Some((
+            "redis_misses_64_tasks_per_raw_set",
+            "redis raw SET, 64 tasks",
+        )),
+    );
+}
+
+/// Runs `op(task, i)` for `i` in `0..per_task` in each of `tasks` tasks on `rt`; the operations
+/// per second over the whole run.
+fn run_tasks<F, Fut>(rt: &Runtime, tasks: u64, per_task: u64, op: F) -> f64
+where
+    F: Fn(u64, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                let op = op.clone();
+                tokio::spawn(async move {
+                    for i in 0..per_task {
+                        op(t, i).await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.await;
+        }
+    });
+    (tasks * per_task) as f64 / started.elapsed().as_secs_f64()
 }

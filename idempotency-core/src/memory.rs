@@ -1,6 +1,6 @@
 //! `MemoryStorage`: records in a process-local map.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,9 +19,14 @@ use crate::storage::{
 /// system clock unless [`with_clock`](Self::with_clock) injects another).
 #[derive(Debug, Clone)]
 pub struct MemoryStorage {
-    records: Arc<Mutex<HashMap<IdempotencyKey, Record>>>,
+    records: Arc<Mutex<Map>>,
     clock: Arc<dyn Clock>,
 }
+
+/// The records by key. Hashed with foldhash, seeded at random per store: a key's hash part is
+/// a SHA-256 output its caller cannot steer, and the seed hides the buckets besides; SipHash's
+/// collision resistance would cost more than the rest of a lookup.
+type Map = HashMap<IdempotencyKey, Record, foldhash::fast::RandomState>;
 
 impl Default for MemoryStorage {
     fn default() -> Self {
@@ -38,7 +43,7 @@ impl MemoryStorage {
     /// An empty store on `clock`.
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryStorage {
-            records: Arc::new(Mutex::new(HashMap::new())),
+            records: Arc::new(Mutex::new(Map::default())),
             clock,
         }
     }
@@ -53,7 +58,7 @@ impl MemoryStorage {
         self.lock().is_empty()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<IdempotencyKey, Record>> {
+    fn lock(&self) -> MutexGuard<'_, Map> {
         // A panic while holding the lock cannot leave a record half-written (every write is a
         // single insert), so a poisoned map is still consistent.
         self.records.lock().unwrap_or_else(|p| p.into_inner())
@@ -68,9 +73,14 @@ impl MemoryStorage {
     ) -> Result<Record> {
         let now = self.clock.now();
         let mut map = self.lock();
-        match apply_finish(map.get(key).cloned(), owner, finish, ttl, now) {
+        // No record: refused, as `apply_finish(None, ..)` answers. A `Pending` record's copy
+        // allocates nothing (inline key, empty result).
+        let Some(slot) = map.get_mut(key) else {
+            return Err(Error::LeaseLost { key: key.clone() });
+        };
+        match apply_finish(Some(slot.clone()), owner, finish, ttl, now) {
             Some(rec) => {
-                map.insert(key.clone(), rec.clone());
+                *slot = rec.clone();
                 Ok(rec)
             }
             None => Err(Error::LeaseLost { key: key.clone() }),
@@ -82,12 +92,22 @@ impl Storage for MemoryStorage {
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let now = self.clock.now();
         let mut map = self.lock();
-        match decide_claim(key, map.get(key).cloned(), req, now) {
-            ClaimDecision::Write(rec, claim) => {
-                map.insert(key.clone(), rec);
-                Ok(claim)
-            }
-            ClaimDecision::Keep(claim) => Ok(claim),
+        // One lookup for the decision and the write.
+        match map.entry(key.clone()) {
+            Entry::Occupied(mut e) => match decide_claim(key, Some(e.get().clone()), req, now) {
+                ClaimDecision::Write(rec, claim) => {
+                    e.insert(rec);
+                    Ok(claim)
+                }
+                ClaimDecision::Keep(claim) => Ok(claim),
+            },
+            Entry::Vacant(e) => match decide_claim(key, None, req, now) {
+                ClaimDecision::Write(rec, claim) => {
+                    e.insert(rec);
+                    Ok(claim)
+                }
+                ClaimDecision::Keep(claim) => Ok(claim),
+            },
         }
     }
 

@@ -76,6 +76,7 @@ pub const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
+#[allow(clippy::large_enum_variant)] // A record holds its key inline (issue 17).
 enum Claimed {
     Run { token: u64, created: Timestamp },
     Existing { record: Record, now: Timestamp },

@@ -61,6 +61,7 @@ impl Observed {
 
 /// The answer to [`Storage::try_claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // `Existing` holds a record with its key inline (issue 17).
 pub enum Claim {
     /// This caller now holds the key: a `Pending` record with this owner was written.
     Acquired {

@@ -1,0 +1,113 @@
+//! `overhead --callgrind <path> <iterations>`: runs one in-process path `iterations` times and
+//! nothing else, for `benches/callgrind.sh` to count instructions under
+//! `valgrind --tool=callgrind`. No timing, no output but errors: the script runs each path at N
+//! and 2N iterations and divides the difference by N, so start-up, set-up and first-call costs
+//! (lazy statics, the first allocation of a size class) cancel out.
+
+use std::hint::black_box;
+
+use idempotency::{IdempotencyKey, IdempotencyManager, MemoryStorage};
+use sha2::{Digest, Sha256};
+
+use crate::paths::{args, call_for, receipt, MACRO_MANAGER};
+
+/// The paths this mode runs, in the order the script reports them.
+pub const PATHS: &[&str] = &[
+    "floor",
+    "key",
+    "memory-hit",
+    "memory-miss",
+    "manual-hit",
+    "macro-hit",
+];
+
+/// Runs `path` `iterations` times. Unknown paths are an error (exit code 2).
+pub fn run(path: &str, iterations: u64) -> Result<(), String> {
+    match path {
+        "floor" => {
+            let a = args(42);
+            for _ in 0..iterations {
+                let bytes = postcard::to_stdvec(black_box(&a)).unwrap_or_default();
+                black_box(Sha256::digest(&bytes));
+            }
+        }
+        // Diagnostics (not in the script's default list; time them natively with
+        // `overhead --callgrind <path> <n>` under `time`): what the floor and the key are made of.
+        "sha256-7B" | "sha256-95B" => {
+            // `Sha256::digest` of the floor's postcard length, and of the key's SHA-256 input.
+            let n = if path == "sha256-7B" { 7 } else { 95 };
+            let bytes = vec![3_u8; n];
+            for _ in 0..iterations {
+                black_box(Sha256::digest(black_box(&bytes[..])));
+            }
+        }
+        "compress-1" | "compress-2" => {
+            // SHA-256's compression function alone, on one or two blocks.
+            let n = if path == "compress-1" { 1 } else { 2 };
+            let blocks = vec![[3_u8; 64]; n];
+            for _ in 0..iterations {
+                let mut st = [0x6a09_e667_u32; 8];
+                sha2::block_api::compress256(&mut st, black_box(&blocks[..]));
+                black_box(st);
+            }
+        }
+        "canonical-args" | "postcard-args" => {
+            // The key's encoding of the argument (with its names), and the floor's.
+            let a = args(42);
+            for _ in 0..iterations {
+                if path == "canonical-args" {
+                    black_box(idempotency::canonical::to_bytes(black_box(&a)).ok());
+                } else {
+                    black_box(postcard::to_stdvec(black_box(&a)).ok());
+                }
+            }
+        }
+        "key" => {
+            let a = args(42);
+            for _ in 0..iterations {
+                black_box(IdempotencyKey::derive("bench::charge", 1, black_box(&a)).ok());
+            }
+        }
+        "memory-hit" => {
+            let m = IdempotencyManager::new(MemoryStorage::new());
+            let a = args(1);
+            m.execute_sync(&call_for("bench::mem", &a), receipt)
+                .map_err(|e| e.to_string())?;
+            for _ in 0..iterations {
+                let c = call_for("bench::mem", black_box(&a));
+                black_box(m.execute_sync(&c, receipt).ok());
+            }
+        }
+        "memory-miss" => {
+            let m = IdempotencyManager::new(MemoryStorage::new());
+            for i in 0..iterations {
+                let c = call_for("bench::mem", &args(1_000_000 + i));
+                black_box(m.execute_sync(&c, receipt).ok());
+            }
+        }
+        "manual-hit" => {
+            let m = &*MACRO_MANAGER;
+            let a = args(5);
+            m.execute_sync(&call_for("bench::macro-by-hand", &a), receipt)
+                .map_err(|e| e.to_string())?;
+            for _ in 0..iterations {
+                let c = call_for("bench::macro-by-hand", black_box(&a));
+                black_box(m.execute_sync(&c, receipt).ok());
+            }
+        }
+        "macro-hit" => {
+            let a = args(5);
+            crate::paths::charge_annotated(a.clone()).map_err(|e| e.to_string())?;
+            for _ in 0..iterations {
+                black_box(crate::paths::charge_annotated(black_box(a.clone())).ok());
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown path `{other}`; one of: {}",
+                PATHS.join(", ")
+            ))
+        }
+    }
+    Ok(())
+}
