@@ -34,21 +34,23 @@
 //!
 //! A store holds one multiplexed connection (a [`redis::aio::ConnectionManager`], which
 //! reconnects on its own after Redis comes back) driven by a dedicated thread running a
-//! single-threaded tokio runtime. Calls are sent there and their replies awaited, so the store
-//! works from any executor and from [`idempotency_core::block_on`] on plain threads, inside or
-//! outside a tokio runtime, and creating or dropping it never panics inside a runtime.
+//! single-threaded tokio runtime. Calls are polled on the caller's thread with that runtime
+//! entered, so the store works from any executor and from [`idempotency_core::block_on`] on
+//! plain threads, inside or outside a tokio runtime, and creating or dropping it never panics
+//! inside a runtime.
 //!
 //! # Data layout
 //! One Redis string per record, at `prefix + "{" + hex(SHA-256(idempotency key)) + "}"`: the
 //! idempotency key (user input) never appears in a Redis key or a `SCAN MATCH` pattern, and
 //! the braces are a Cluster hash tag. Every command and script touches only that one key, so it
-//! is single-slot in Redis Cluster. The value is a fixed-width part the scripts compare with
-//! `string.sub` (magic `IDR` + format version + `r`, status `P`/`S`/`F`, execution id, fencing
-//! token, `created`, `until`, lease, fence retention, fingerprint; 135 bytes), then the head of
-//! [`Record::encode`](idempotency_core::Record::encode) (key, status, result, error); a reader
-//! rebuilds exactly `Record::encode()` from the two and decodes it. A value that is not in this
-//! layout reads as [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or
-//! `IncompatibleRecord` for another format version) and is never overwritten by a claim;
+//! is single-slot in Redis Cluster. The value is a fixed-width part the scripts compare and
+//! rewrite with `string.sub` (134 bytes: magic `IDR` + record format version + layout marker
+//! `s`, status `P`/`S`/`F`, execution id, fencing token, `created`, `until`, lease, fence
+//! retention, fingerprint), then a body: postcard of (idempotency key, result, error). The
+//! offsets are defined once, in Rust, and handed to the Lua scripts in a generated prelude. A
+//! value that is not in this layout reads as
+//! [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or `IncompatibleRecord`
+//! for another format version or the previous layout, `r`) and is never overwritten by a claim;
 //! [`Storage::delete`](idempotency_core::Storage::delete) removes it. Needs Redis 7.0 or later
 //! (`SET ... NX GET`, `PEXPIRETIME`).
 //!
@@ -61,23 +63,23 @@
 //! the end of its TTL) and is replayed with `TIME` as Redis's time. A pending value (the
 //! caller's own retried claim, a conflict, an expired lease) and the cache bypass go to the
 //! claim script (a second round trip). Every other transition is one Lua script, sent as
-//! `EVALSHA` (cached; the source is sent once on `NOSCRIPT`), run atomically by Redis, with time
-//! from `redis.call('TIME')` (milliseconds; never the caller's clock):
+//! `EVALSHA` (the source is sent once on `NOSCRIPT`), run atomically by Redis, with time from
+//! `redis.call('TIME')` (milliseconds; never the caller's clock):
 //!
-//! | script | does | returns |
-//! |---|---|---|
-//! | claim | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record: a compare-and-set on the value it observed) with `until = now + lease` | `{0, now, value, created, until}` existing; `{1, now, until, takeover, token}` claimed; `{2, now, until, token}` the caller's own live claim |
-//! | finish | complete or fail, iff pending with this owner and token; writes the finished value and its expiry `PXAT until` (`until = now + ttl`) in one `SET` | `{0}` refused; `{1, now, created, until, fp}` |
-//! | release | owner-checked delete of a pending record | 1 deleted, 0 not |
-//! | renew | extends the lease iff the owner matches | `{0, now}` lost; `{1, now, until}` |
-//! | get | reads the value with Redis's time | `{now, value, created, until}` or `{now}` |
+//! | script | does |
+//! |---|---|
+//! | claim | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record: a compare-and-set on the value it observed) with `until = now + lease` |
+//! | finish | complete or fail, iff pending with this owner and token; writes the finished value and its expiry `PXAT until` (`until = now + ttl`) in one `SET` |
+//! | release | owner-checked delete of a pending record |
+//! | renew | extends the lease iff the owner matches |
+//! | get | reads the value with Redis's time |
 //!
-//! Delete is a plain `DEL`. The full scripts, with comments, are in the source of the
-//! `scripts` module. A hit (replay) and a claim of a fresh key are each one round trip without
-//! a script; a miss is two round trips (claim, then the finish script).
+//! Delete is a plain `DEL`. The scripts are the `.lua` files in the crate's `src/lua/`. A hit
+//! (replay) and a claim of a fresh key are each one round trip without a script; a miss is two
+//! round trips (claim, then the finish script).
 //!
 //! # Expiry
-//! Redis expires records natively, so
+//! Redis expires records natively: every write sets the key's expiry in the same command, so
 //! [`Storage::purge_expired`](idempotency_core::Storage::purge_expired) returns `Ok(0)`.
 //! A finished record's key expires with its TTL (`0 < PTTL <= ttl` right after completion).
 //! A `Pending` record's key lives for the lease plus the *fence retention* (default 1 hour):
@@ -125,11 +127,16 @@
 )]
 
 mod config;
+mod conn;
+mod connect;
 mod error;
+mod layout;
 mod listing;
 mod reply;
 mod scripts;
 mod storage;
+mod value;
+mod worker;
 
 pub use config::RedisConfig;
 pub use storage::RedisStorage;
