@@ -39,14 +39,14 @@ impl Retry {
     }
 }
 
-/// One round trip: an optional script call, then plain commands, sent as one pipeline.
+/// One round trip: script calls and plain commands, sent as one pipeline.
 #[derive(Debug)]
 pub(crate) struct Request {
     /// The store step, for errors (`claim`, `complete`, ...).
     pub(crate) op: &'static str,
     retry: Retry,
-    script: Option<(&'static Script, Cmd)>,
-    cmds: Vec<Cmd>,
+    /// Each command, with the script it runs (as `EVALSHA`) if it is a script call.
+    parts: Vec<(Cmd, Option<&'static Script>)>,
 }
 
 impl Request {
@@ -55,12 +55,11 @@ impl Request {
         Request {
             op,
             retry,
-            script: None,
-            cmds: Vec::new(),
+            parts: Vec::with_capacity(2),
         }
     }
 
-    /// Runs `script` on `keys` with `args` first (`EVALSHA`, or `EVAL` on `NOSCRIPT`).
+    /// Adds a call of `script` on `keys` with `args` (`EVALSHA`, or `EVAL` on `NOSCRIPT`).
     pub(crate) fn script<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
         mut self,
         script: &'static Script,
@@ -75,38 +74,46 @@ impl Request {
         for a in args {
             cmd.arg(a);
         }
-        self.script = Some((script, cmd));
+        self.parts.push((cmd, Some(script)));
         self
     }
 
-    /// Adds a command after the script call (or the commands added before).
+    /// Adds a plain command.
     pub(crate) fn cmd(mut self, cmd: Cmd) -> Request {
-        self.cmds.push(cmd);
+        self.parts.push((cmd, None));
         self
     }
 
-    /// The pipeline to send: the script as `EVALSHA`, or as `EVAL` with its source (`eval`).
+    /// The pipeline to send: scripts as `EVALSHA`, or as `EVAL` with their source (`eval`).
     fn pipeline(&self, eval: bool) -> Pipeline {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        if let Some((script, cmd)) = &self.script {
-            if eval {
-                let mut full = redis::cmd("EVAL");
-                full.arg(&script.source);
-                for arg in cmd.args_iter().skip(2) {
-                    if let redis::Arg::Simple(a) = arg {
-                        full.arg(a);
+        for (cmd, script) in &self.parts {
+            match script {
+                Some(script) if eval => {
+                    let mut full = redis::cmd("EVAL");
+                    full.arg(&script.source);
+                    for arg in cmd.args_iter().skip(2) {
+                        if let redis::Arg::Simple(a) = arg {
+                            full.arg(a);
+                        }
                     }
+                    pipe.add_command(full);
                 }
-                pipe.add_command(full);
-            } else {
-                pipe.add_command(cmd.clone());
+                _ => {
+                    pipe.add_command(cmd.clone());
+                }
             }
         }
-        for cmd in &self.cmds {
-            pipe.add_command(cmd.clone());
-        }
         pipe
+    }
+
+    /// Whether a reply says Redis had one of the scripts not cached (it ran none of those).
+    fn missed_script(&self, values: &[Value]) -> bool {
+        self.parts.iter().zip(values).any(|((_, script), v)| {
+            script.is_some()
+                && matches!(v, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript))
+        })
     }
 }
 
@@ -116,6 +123,13 @@ pub(crate) struct Replies {
     values: Vec<Value>,
     /// The request was sent again after a first attempt that may have been applied.
     pub(crate) retried_after_loss: bool,
+}
+
+impl Replies {
+    /// How many replies there are (one per command sent).
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
 }
 
 /// An async connection: a single server through a reconnecting `ConnectionManager`, or a
@@ -222,16 +236,13 @@ async fn send<C: ConnectionLike>(conn: &mut C, req: &Request) -> RedisResult<Rep
     }
 }
 
-/// One attempt: the pipeline, and again with the script's source on `NOSCRIPT` (Redis applied
-/// nothing then).
+/// One attempt: the pipeline, and again with the scripts' sources when Redis had one of them
+/// not cached (the scripts are idempotent for their caller, so running the others again is
+/// safe).
 async fn attempt<C: ConnectionLike>(conn: &mut C, req: &Request) -> RedisResult<Vec<Value>> {
     let values: Vec<Value> = req.pipeline(false).query_async(conn).await?;
-    if req.script.is_some() && is_noscript(values.first()) {
+    if req.missed_script(&values) {
         return req.pipeline(true).query_async(conn).await;
     }
     Ok(values)
-}
-
-fn is_noscript(v: Option<&Value>) -> bool {
-    matches!(v, Some(Value::ServerError(e)) if e.kind() == Some(redis::ServerErrorKind::NoScript))
 }

@@ -27,7 +27,8 @@
 //!   `rediss://...` for TLS (feature `redis-tls` of `idempotency`, `tls` of this crate: rustls
 //!   with the ring provider and the webpki roots);
 //! - [`RedisConfig`]: the same with a key prefix (default `idempotency:`), response and
-//!   connection time-outs (default 5 s and 2 s), reconnection attempts and the fence retention;
+//!   connection time-outs (default 5 s and 2 s), reconnection attempts, the fence retention
+//!   and replicated claims ([`wait_for_replicas`](RedisConfig::wait_for_replicas));
 //! - [`RedisStorage::from_client`] over an existing [`redis::Client`];
 //!   [`RedisStorage::from_connection_manager`] over an existing connection manager;
 //! - [`RedisStorage::open_cluster`] / [`RedisConfig::cluster`] (feature `cluster`).
@@ -108,14 +109,19 @@
 //! `true` (another holder's record there answers `false`). A newer holder still refuses them
 //! all with `LeaseLost`.
 //!
-//! # Limitation: failover (SEMANTICS.md scenario 25)
+//! # Failover and replicated claims (SEMANTICS.md scenario 25)
 //! Redis replication is asynchronous. If a primary acknowledges a claim and dies before the
 //! replica has it, the promoted replica does not know the claim, and a second caller can claim
 //! the same key and run the function again. The fencing token cannot be trusted across such a
 //! failover either (it lives in the lost record). Fencing still keeps the stored result
 //! single-valued: the first holder's later write is refused, because the new record carries
-//! another execution id. Issuing `WAIT numreplicas timeout` after a claim narrows this window
-//! but does not close it; this store does not do so.
+//! another execution id.
+//!
+//! [`RedisConfig::wait_for_replicas`] narrows this window: after a claim, a completion and a
+//! renewal the store sends `WAIT numreplicas timeout` and fails closed, with a
+//! [`NotReplicated`] as the error's source, when too few replicas acknowledge (the option's
+//! documentation says what state each step leaves). It does not close the window: Redis can
+//! still lose an acknowledged write in some failovers.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -132,6 +138,7 @@ mod connect;
 mod error;
 mod layout;
 mod listing;
+mod replication;
 mod reply;
 mod scripts;
 mod storage;
@@ -139,6 +146,7 @@ mod value;
 mod worker;
 
 pub use config::RedisConfig;
+pub use replication::NotReplicated;
 pub use storage::RedisStorage;
 
 /// The `redis` crate this store is built on, for [`RedisStorage::from_client`] and friends.

@@ -18,6 +18,7 @@
 //! | `release` | owner-checked delete of a pending record | 1 deleted, 0 no key, -1 another value |
 //! | `renew` | extends the lease iff the owner matches | `{0}` lost; `{1, until}` |
 //! | `get` | the value with Redis's time and its resolved times | `{now[, value[, created, until]]}`; `{now, false, 1}` another Redis type |
+//! | `touch` | writes a holder's record again unchanged, so a `WAIT` after it covers it (replicated claims) | 1 written, 0 not this holder's |
 //! | `inspect` | what each of several keys holds (listing) | `{now, item, ...}` |
 //! | `remove_unreadable` | compare-and-delete on content (listing) | 1 deleted, 0 not |
 
@@ -71,6 +72,8 @@ scripts! {
     RENEW = "renew";
     /// Read with Redis's time (`lua/get.lua`).
     GET = "get";
+    /// Replicated claims: write the holder's record again before `WAIT` (`lua/touch.lua`).
+    TOUCH = "touch";
     /// Listing: what keys hold (`lua/inspect.lua`).
     INSPECT = "inspect";
     /// Listing: compare-and-delete (`lua/remove_unreadable.lua`).

@@ -12,9 +12,10 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 use crate::config::RedisConfig;
-use crate::conn::{reply_error, Conn, Request, Retry};
+use crate::conn::{reply_error, Conn, Replies, Request, Retry};
+use crate::replication::Replication;
 use crate::reply::{ClaimReply, FastClaim, FinishReply, GetReply, ReleaseReply, ReplyError, Times};
-use crate::scripts::{CLAIM, FINISH, GET, RELEASE, RENEW};
+use crate::scripts::{CLAIM, FINISH, GET, RELEASE, RENEW, TOUCH};
 use crate::value::{self, n16};
 use crate::{connect, layout, reply};
 
@@ -34,6 +35,7 @@ pub struct RedisStorage {
     pub(crate) conn: Arc<Conn>,
     pub(crate) prefix: Arc<str>,
     fence_retention_ms: u64,
+    replication: Option<Replication>,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -42,6 +44,7 @@ impl fmt::Debug for RedisStorage {
             .field("target", &self.conn.target.name)
             .field("prefix", &self.prefix)
             .field("fence_retention_ms", &self.fence_retention_ms)
+            .field("replication", &self.replication)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +141,7 @@ impl RedisStorage {
             conn: Arc::new(conn),
             prefix: Arc::from(config.prefix.as_str()),
             fence_retention_ms: millis(config.fence_retention),
+            replication: config.replication,
         }
     }
 
@@ -158,17 +162,68 @@ impl RedisStorage {
         }
     }
 
-    /// Sends `req` and decodes its first reply with `parse`.
+    /// Sends `req` and decodes its first reply with `parse`; the other replies are returned.
     pub(crate) async fn run<T>(
         &self,
         req: Request,
         parse: impl FnOnce(redis::Value) -> std::result::Result<T, ReplyError>,
-    ) -> Result<(T, bool)> {
+    ) -> Result<(T, Replies)> {
         let op = req.op;
         let mut replies = self.conn.exec(&req).await?;
         let v = self.conn.take(op, &mut replies, 0)?;
         let parsed = parse(v).map_err(|e| reply_error(op, e))?;
-        Ok((parsed, replies.retried_after_loss))
+        Ok((parsed, replies))
+    }
+
+    /// With replicated claims, `req` followed by `touch` (the holder's record written again on
+    /// this connection, as `req` left it) and `WAIT`, so the wait covers the record whatever
+    /// `req` found (a retry finds its own effect already applied, by another connection).
+    fn replicated(&self, req: Request, redis_key: &str, owner: &Owner) -> Request {
+        match &self.replication {
+            None => req,
+            Some(r) => req
+                .script(&TOUCH, &[redis_key], &[value::owner_token(owner)])
+                .cmd(r.wait_cmd()),
+        }
+    }
+
+    /// With replicated claims, checks the `WAIT` that [`replicated`](Self::replicated) added
+    /// (the last reply).
+    fn check_replicated(&self, op: &'static str, replies: &mut Replies) -> Result<()> {
+        let Some(r) = &self.replication else {
+            return Ok(());
+        };
+        let last = replies.len().saturating_sub(1);
+        let acknowledged =
+            reply::parse_int(self.conn.take(op, replies, last)?).map_err(|e| reply_error(op, e))?;
+        r.check(&self.conn.target, op, acknowledged)
+    }
+
+    /// With replicated claims, waits for the replicas to have `owner`'s fresh claim; when too
+    /// few acknowledge, releases it (nothing ran) and fails closed.
+    async fn replicate_claim(&self, key: &IdempotencyKey, owner: &Owner) -> Result<()> {
+        if self.replication.is_none() {
+            return Ok(());
+        }
+        let redis_key = self.record_key(key);
+        let req = self.replicated(Request::new("claim", Retry::IfAmbiguous), &redis_key, owner);
+        let waited = async {
+            let mut replies = self.conn.exec(&req).await?;
+            let touched = reply::parse_int(self.conn.take("claim", &mut replies, 0)?)
+                .map_err(|e| reply_error("claim", e))?;
+            if touched != 1 {
+                return Err(Error::LeaseLost { key: key.clone() });
+            }
+            self.check_replicated("claim", &mut replies)
+        };
+        match waited.await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Best effort: a failed release leaves the claim to its lease.
+                let _ = self.release(key, owner).await;
+                Err(e)
+            }
+        }
     }
 
     /// The claim fast path: `TIME` and `SET key value NX PX ms GET` in one round trip, retried
@@ -233,6 +288,51 @@ impl RedisStorage {
         }
     }
 
+    /// A claim: the fast path, then the claim script when it met a pending value.
+    async fn claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
+        let lease_ms = millis(req.lease);
+        if req.refresh {
+            return self.claim_script(key, req, lease_ms).await;
+        }
+        let value = value::fast_pending(
+            key,
+            &req.execution_id,
+            &req.fingerprint,
+            lease_ms,
+            self.fence_retention_ms,
+        )?;
+        let px = lease_ms.saturating_add(self.fence_retention_ms);
+        match self.fast_claim(self.record_key(key), value, px).await? {
+            FastClaim::WrongType => Err(self.not_a_record(key)),
+            // Absent: claimed with token 1. The lease ends at the SET's time + lease, at or
+            // after `now + lease` (TIME ran just before the SET): the holder's view is never
+            // longer than the lease Redis keeps.
+            FastClaim::Done {
+                now,
+                previous: None,
+            } => Ok(Claim::Acquired {
+                owner: Owner {
+                    execution_id: req.execution_id,
+                    fencing_token: 1,
+                },
+                lease_until: Timestamp(now.saturating_add(lease_ms)),
+                takeover: false,
+            }),
+            // A finished value exists, so it is live: its key expires at its `UNTIL`.
+            FastClaim::Done {
+                now,
+                previous: Some(old),
+            } if value::stored_status(&old) != Some(layout::PENDING) => {
+                Ok(Claim::Existing(Observed {
+                    record: self.decode(key, &old, None)?,
+                    now: Timestamp(now),
+                }))
+            }
+            // A pending value: the caller's retried claim, a conflict or an expired lease.
+            FastClaim::Done { .. } => self.claim_script(key, req, lease_ms).await,
+        }
+    }
+
     async fn finish(
         &self,
         key: &IdempotencyKey,
@@ -254,9 +354,15 @@ impl RedisStorage {
             ttl_ms.as_bytes(),
             &value::body(key, result, error)?,
         ];
-        let req =
-            Request::new(op, Retry::IfAmbiguous).script(&FINISH, &[self.record_key(key)], &args);
-        match self.run(req, FinishReply::parse).await?.0 {
+        let redis_key = self.record_key(key);
+        let req = Request::new(op, Retry::IfAmbiguous).script(&FINISH, &[&redis_key], &args);
+        let (reply, mut replies) = self
+            .run(self.replicated(req, &redis_key, owner), FinishReply::parse)
+            .await?;
+        if !matches!(reply, FinishReply::Refused) {
+            self.check_replicated(op, &mut replies)?;
+        }
+        match reply {
             FinishReply::Refused => Err(Error::LeaseLost { key: key.clone() }),
             FinishReply::Finished {
                 created,
@@ -301,47 +407,11 @@ pub(crate) fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
 
 impl Storage for RedisStorage {
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
-        let lease_ms = millis(req.lease);
-        if req.refresh {
-            return self.claim_script(key, req, lease_ms).await;
+        let claim = self.claim(key, req).await?;
+        if let Claim::Acquired { owner, .. } = &claim {
+            self.replicate_claim(key, owner).await?;
         }
-        let value = value::fast_pending(
-            key,
-            &req.execution_id,
-            &req.fingerprint,
-            lease_ms,
-            self.fence_retention_ms,
-        )?;
-        let px = lease_ms.saturating_add(self.fence_retention_ms);
-        match self.fast_claim(self.record_key(key), value, px).await? {
-            FastClaim::WrongType => Err(self.not_a_record(key)),
-            // Absent: claimed with token 1. The lease ends at the SET's time + lease, at or
-            // after `now + lease` (TIME ran just before the SET): the holder's view is never
-            // longer than the lease Redis keeps.
-            FastClaim::Done {
-                now,
-                previous: None,
-            } => Ok(Claim::Acquired {
-                owner: Owner {
-                    execution_id: req.execution_id,
-                    fencing_token: 1,
-                },
-                lease_until: Timestamp(now.saturating_add(lease_ms)),
-                takeover: false,
-            }),
-            // A finished value exists, so it is live: its key expires at its `UNTIL`.
-            FastClaim::Done {
-                now,
-                previous: Some(old),
-            } if value::stored_status(&old) != Some(layout::PENDING) => {
-                Ok(Claim::Existing(Observed {
-                    record: self.decode(key, &old, None)?,
-                    now: Timestamp(now),
-                }))
-            }
-            // A pending value: the caller's retried claim, a conflict or an expired lease.
-            FastClaim::Done { .. } => self.claim_script(key, req, lease_ms).await,
-        }
+        Ok(claim)
     }
 
     async fn complete(
@@ -372,14 +442,14 @@ impl Storage for RedisStorage {
             &[self.record_key(key)],
             &[value::owner_token(owner)],
         );
-        let (reply, retried_after_loss) = self.run(req, ReleaseReply::parse).await?;
+        let (reply, replies) = self.run(req, ReleaseReply::parse).await?;
         // Deleted now; or no record, which after a lost reply is the first attempt's delete
         // (answered as it would have been). Another record there (a newer holder, or a
         // finish): nothing was released, or it was and the key was claimed again since; both
         // read as "not released by this call", which never overstates what the caller held.
         Ok(match reply {
             ReleaseReply::Deleted => true,
-            ReleaseReply::Absent => retried_after_loss,
+            ReleaseReply::Absent => replies.retried_after_loss,
             ReleaseReply::Other => false,
         })
     }
@@ -395,14 +465,17 @@ impl Storage for RedisStorage {
             &n16(millis(lease)),
             &n16(self.fence_retention_ms),
         ];
-        let req = Request::new("renew", Retry::IfAmbiguous).script(
-            &RENEW,
-            &[self.record_key(key)],
-            &args,
-        );
-        match self.run(req, reply::parse_renew).await?.0 {
+        let redis_key = self.record_key(key);
+        let req = Request::new("renew", Retry::IfAmbiguous).script(&RENEW, &[&redis_key], &args);
+        let (reply, mut replies) = self
+            .run(self.replicated(req, &redis_key, owner), reply::parse_renew)
+            .await?;
+        match reply {
             None => Err(Error::LeaseLost { key: key.clone() }),
-            Some(until) => Ok(Timestamp(until)),
+            Some(until) => {
+                self.check_replicated("renew", &mut replies)?;
+                Ok(Timestamp(until))
+            }
         }
     }
 

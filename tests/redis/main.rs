@@ -1,5 +1,6 @@
 //! The Redis store against a real Redis: the conformance kit, processes racing on one key,
-//! an outage, an ambiguous claim reply, TTL presence, and (feature `cluster`) a local
+//! an outage, an ambiguous claim reply, TTL presence, replicated claims against a local
+//! replica, and (feature `cluster`) a local
 //! 3-master cluster.
 //!
 //! Redis comes from `IDEMPOTENCY_REDIS_URL` when set, else from a `redis-server` started on a
@@ -15,6 +16,7 @@ mod identity;
 mod kit;
 mod outage;
 mod processes;
+mod replication;
 mod ttl;
 
 #[cfg(feature = "cluster")]
