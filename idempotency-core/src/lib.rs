@@ -13,6 +13,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod blocking;
 pub mod canonical;
 pub mod codec;
 mod error;
@@ -32,6 +33,7 @@ pub mod telemetry;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+pub use blocking::in_block_on;
 pub use error::{BoxDynError, Error, ErrorKind, Result};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]

@@ -90,9 +90,11 @@ impl RedisConfig {
         self
     }
 
-    /// How many times a lost connection is retried (with exponential back-off from 100 ms,
-    /// at most 1 s apart) before the calls waiting on it fail; default 2. The next call after
-    /// a failed reconnection starts a new one, so the store recovers whenever Redis is back.
+    /// How many times a lost async connection is retried (with exponential back-off from
+    /// 100 ms, at most 1 s apart) before the calls waiting on it fail; default 2. The next call
+    /// after a failed reconnection starts a new one, so the store recovers whenever Redis is
+    /// back. A sync call makes a new connection when it needs one (at most one more after a
+    /// failure, as its retry allows), without back-off.
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;
         self
@@ -141,8 +143,10 @@ impl RedisConfig {
         self
     }
 
-    /// Connects and returns the store. Starts the store's background thread and makes one
-    /// connection (or, for a cluster, one per node).
+    /// Connects and returns the store: makes one sync connection to the server, so that an
+    /// unreachable server or refused credentials fail here (for a cluster, connects to every
+    /// node through the store's background thread). The other connections are made on first
+    /// use (see the crate documentation, "Connecting").
     ///
     /// # Errors
     /// [`Error::Config`] for a URL that does not parse, a zero time-out or fence retention, a

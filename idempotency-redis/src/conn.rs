@@ -9,25 +9,27 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use crate::error::Target;
 use crate::reply::ReplyError;
 use crate::scripts::Script;
+use crate::server::Server;
 use crate::worker::Worker;
 
 /// When a failed request is sent again (once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
     /// Only when nothing was sent (the connection was refused, e.g. a stale failed reconnection
-    /// reported once before the next one starts): safe for every request.
+    /// reported once before the next one starts): safe for every request, and the only retry
+    /// for those whose answer a lost reply would falsify (a `DEL` applied twice answers 0).
     IfUnsent,
     /// Also when the reply was lost (time-out, connection dropped after sending): Redis may
     /// have applied the request, and the request recognises its own effect found already
     /// applied (a claim its own pending record, a finish its own finished record; SEMANTICS.md
-    /// scenario 5).
+    /// scenario 5), and for reads.
     IfAmbiguous,
 }
 
 impl Retry {
     /// Whether to send again after `e`, and if so whether the first attempt may have been
     /// applied.
-    fn after(self, e: &RedisError) -> Option<bool> {
+    pub(crate) fn after(self, e: &RedisError) -> Option<bool> {
         if e.is_connection_refusal() {
             return Some(false);
         }
@@ -40,22 +42,38 @@ impl Retry {
 }
 
 /// One round trip: script calls and plain commands, sent as one pipeline.
-#[derive(Debug)]
 pub(crate) struct Request {
     /// The store step, for errors (`claim`, `complete`, ...).
     pub(crate) op: &'static str,
-    retry: Retry,
-    /// Each command, with the script it runs (as `EVALSHA`) if it is a script call.
-    parts: Vec<(Cmd, Option<&'static Script>)>,
+    pub(crate) retry: Retry,
+    /// The pipeline as sent first (scripts as `EVALSHA`).
+    pipe: Pipeline,
+    /// The scripts, by their command's index in `pipe`.
+    scripts: Vec<(usize, &'static Script)>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The arguments may carry results and keys: only the shape is shown.
+        f.debug_struct("Request")
+            .field("op", &self.op)
+            .field("retry", &self.retry)
+            .field("commands", &self.pipe.len())
+            .field("scripts", &self.scripts)
+            .finish()
+    }
 }
 
 impl Request {
     /// A request for step `op`, retried by `retry`.
     pub(crate) fn new(op: &'static str, retry: Retry) -> Request {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         Request {
             op,
             retry,
-            parts: Vec::with_capacity(2),
+            pipe,
+            scripts: Vec::new(),
         }
     }
 
@@ -74,23 +92,24 @@ impl Request {
         for a in args {
             cmd.arg(a);
         }
-        self.parts.push((cmd, Some(script)));
+        self.scripts.push((self.pipe.len(), script));
+        self.pipe.add_command(cmd);
         self
     }
 
     /// Adds a plain command.
     pub(crate) fn cmd(mut self, cmd: Cmd) -> Request {
-        self.parts.push((cmd, None));
+        self.pipe.add_command(cmd);
         self
     }
 
-    /// The pipeline to send: scripts as `EVALSHA`, or as `EVAL` with their source (`eval`).
-    fn pipeline(&self, eval: bool) -> Pipeline {
+    /// The pipeline with every script sent as `EVAL` with its source (after `NOSCRIPT`).
+    fn with_sources(&self) -> Pipeline {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for (cmd, script) in &self.parts {
-            match script {
-                Some(script) if eval => {
+        for (i, cmd) in self.pipe.cmd_iter().enumerate() {
+            match self.scripts.iter().find(|(at, _)| *at == i) {
+                Some((_, script)) => {
                     let mut full = redis::cmd("EVAL");
                     full.arg(&script.source);
                     for arg in cmd.args_iter().skip(2) {
@@ -100,7 +119,7 @@ impl Request {
                     }
                     pipe.add_command(full);
                 }
-                _ => {
+                None => {
                     pipe.add_command(cmd.clone());
                 }
             }
@@ -110,9 +129,9 @@ impl Request {
 
     /// Whether a reply says Redis had one of the scripts not cached (it ran none of those).
     fn missed_script(&self, values: &[Value]) -> bool {
-        self.parts.iter().zip(values).any(|((_, script), v)| {
-            script.is_some()
-                && matches!(v, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript))
+        self.scripts.iter().any(|(i, _)| {
+            matches!(values.get(*i), Some(Value::ServerError(e))
+                if e.kind() == Some(redis::ServerErrorKind::NoScript))
         })
     }
 }
@@ -120,7 +139,7 @@ impl Request {
 /// The replies of a request, one per command, with what the retry policy saw.
 #[derive(Debug)]
 pub(crate) struct Replies {
-    values: Vec<Value>,
+    pub(crate) values: Vec<Value>,
     /// The request was sent again after a first attempt that may have been applied.
     pub(crate) retried_after_loss: bool,
 }
@@ -170,31 +189,65 @@ impl ConnectionLike for AsyncConn {
     }
 }
 
-/// Where requests go: the connection, the runtime that drives it, and the server's name.
+/// Where requests go, and the server's name for errors.
 pub(crate) struct Conn {
-    pub(crate) conn: AsyncConn,
-    pub(crate) worker: Worker,
     pub(crate) target: Target,
+    route: Route,
+}
+
+enum Route {
+    /// A single server reached through a client: a sync connection on the caller's thread for
+    /// sync callers, a multiplexed connection on the caller's own runtime for async ones.
+    Server(Box<Server>),
+    /// One given async connection (a caller's connection manager, or a cluster), polled with
+    /// the store's background runtime entered.
+    Fixed { conn: AsyncConn, worker: Worker },
 }
 
 impl Conn {
-    /// Whether this is a cluster connection.
-    pub(crate) fn is_cluster(&self) -> bool {
-        !matches!(self.conn, AsyncConn::Single(_))
+    /// Requests to a single server through `server`.
+    pub(crate) fn server(server: Server, target: Target) -> Conn {
+        Conn {
+            target,
+            route: Route::Server(Box::new(server)),
+        }
     }
 
-    /// Sends `req` (one round trip; two when Redis did not have the script cached, or when the
-    /// retry policy sends it again) and returns its replies.
+    /// Requests on one given async connection, driven by `worker` when the caller has no
+    /// runtime.
+    pub(crate) fn fixed(conn: AsyncConn, worker: Worker, target: Target) -> Conn {
+        Conn {
+            target,
+            route: Route::Fixed { conn, worker },
+        }
+    }
+
+    /// Whether this is a cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(
+            &self.route,
+            Route::Fixed { conn, .. } if !matches!(conn, AsyncConn::Single(_))
+        )
+    }
+
+    /// Sends `req` (one round trip; two when Redis did not have a script cached, or when the
+    /// retry policy sends it again) and returns its replies. A sync caller's request
+    /// ([`idempotency_core::in_block_on`]) is sent on a sync connection on its own thread; an
+    /// async caller's on a multiplexed connection driven by its own tokio runtime, or, with no
+    /// runtime, by the store's background thread.
     ///
     /// # Errors
     /// [`Error::Storage`] for step `req.op` when Redis cannot be reached or the reply is lost
     /// (after the retry its policy allows).
     pub(crate) async fn exec(&self, req: &Request) -> Result<Replies> {
-        let mut conn = self.conn.clone();
-        self.worker
-            .run(send(&mut conn, req))
-            .await
-            .map_err(|e| self.target.error(req.op, e))
+        let sent = match &self.route {
+            Route::Server(server) => server.exec(req).await,
+            Route::Fixed { conn, worker } => worker.run(send(&mut conn.clone(), req)).await,
+        };
+        sent.map_err(|e| match e {
+            Failure::Redis(e) => self.target.error(req.op, e),
+            Failure::Store(e) => e,
+        })
     }
 
     /// The reply at `i` of `replies`; a server error there (a script error, `WRONGTYPE`, ...)
@@ -214,20 +267,37 @@ impl Conn {
     }
 }
 
+/// Why a request failed: Redis's error (mapped by the caller, which knows the server), or a
+/// store error already (the background thread could not start).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Redis(RedisError),
+    Store(Error),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Failure {
+        Failure::Redis(e)
+    }
+}
+
 /// [`Error::Storage`] for a reply of the wrong shape.
 pub(crate) fn reply_error(op: &'static str, e: ReplyError) -> Error {
     Error::storage(op, e)
 }
 
 /// Sends `req` on `conn`, retried once as its policy allows.
-async fn send<C: ConnectionLike>(conn: &mut C, req: &Request) -> RedisResult<Replies> {
+pub(crate) async fn send<C: ConnectionLike>(
+    conn: &mut C,
+    req: &Request,
+) -> Result<Replies, Failure> {
     match attempt(conn, req).await {
         Err(e) => match req.retry.after(&e) {
-            Some(maybe_applied) => attempt(conn, req).await.map(|values| Replies {
-                values,
+            Some(maybe_applied) => Ok(Replies {
+                values: attempt(conn, req).await?,
                 retried_after_loss: maybe_applied,
             }),
-            None => Err(e),
+            None => Err(e.into()),
         },
         Ok(values) => Ok(Replies {
             values,
@@ -240,9 +310,18 @@ async fn send<C: ConnectionLike>(conn: &mut C, req: &Request) -> RedisResult<Rep
 /// not cached (the scripts are idempotent for their caller, so running the others again is
 /// safe).
 async fn attempt<C: ConnectionLike>(conn: &mut C, req: &Request) -> RedisResult<Vec<Value>> {
-    let values: Vec<Value> = req.pipeline(false).query_async(conn).await?;
+    let values: Vec<Value> = req.pipe.query_async(conn).await?;
     if req.missed_script(&values) {
-        return req.pipeline(true).query_async(conn).await;
+        return req.with_sources().query_async(conn).await;
+    }
+    Ok(values)
+}
+
+/// [`attempt`] on a sync connection.
+pub(crate) fn attempt_sync(conn: &mut redis::Connection, req: &Request) -> RedisResult<Vec<Value>> {
+    let values: Vec<Value> = req.pipe.query(conn)?;
+    if req.missed_script(&values) {
+        return req.with_sources().query(conn);
     }
     Ok(values)
 }

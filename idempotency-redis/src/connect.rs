@@ -1,13 +1,12 @@
 //! Opening a store's connection: URLs, TLS, a single server or a cluster.
 
-use std::time::Duration;
-
 use idempotency_core::{Error, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use crate::config::RedisConfig;
 use crate::conn::{AsyncConn, Conn};
 use crate::error::Target;
+use crate::server::{Server, Settings};
 use crate::worker::Worker;
 
 /// Opens the connection `config` describes.
@@ -36,26 +35,18 @@ pub(crate) fn open(config: &RedisConfig) -> Result<Conn> {
     open_client(client, config)
 }
 
-/// Opens a connection manager over `client`, driven by the store's background thread.
+/// Opens the connections to the server `client` names (one sync connection now; the others
+/// on first use, see `server.rs`).
 pub(crate) fn open_client(client: redis::Client, config: &RedisConfig) -> Result<Conn> {
     install_tls_provider();
     let target = Target::of(client.get_connection_info());
-    let manager_config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(config.response_timeout))
-        .set_connection_timeout(Some(config.connection_timeout))
-        .set_number_of_retries(config.reconnect_retries)
-        .set_min_delay(Duration::from_millis(100))
-        .set_max_delay(Duration::from_secs(1));
-    let worker = Worker::start()?;
-    let manager = idempotency_core::block_on(
-        worker.run(ConnectionManager::new_with_config(client, manager_config)),
-    )
-    .map_err(|e| target.error("connect", e))?;
-    Ok(Conn {
-        conn: AsyncConn::Single(manager),
-        worker,
-        target,
-    })
+    let settings = Settings {
+        response_timeout: config.response_timeout,
+        connection_timeout: config.connection_timeout,
+        reconnect_retries: config.reconnect_retries,
+    };
+    let server = Server::open(client, settings).map_err(|e| target.error("connect", e))?;
+    Ok(Conn::server(server, target))
 }
 
 /// A connection over an existing connection manager (driven by the runtime that created it).
@@ -64,11 +55,11 @@ pub(crate) fn from_manager(manager: ConnectionManager) -> Result<Conn> {
         name: "redis (a connection manager)".into(),
         db: redis::aio::ConnectionLike::get_db(&manager),
     };
-    Ok(Conn {
-        conn: AsyncConn::Single(manager),
-        worker: Worker::start()?,
+    Ok(Conn::fixed(
+        AsyncConn::Single(manager),
+        Worker::start()?,
         target,
-    })
+    ))
 }
 
 #[cfg(feature = "cluster")]
@@ -88,11 +79,7 @@ fn open_cluster(config: &RedisConfig) -> Result<Conn> {
     let worker = Worker::start()?;
     let conn = idempotency_core::block_on(worker.run(client.get_async_connection()))
         .map_err(|e| target.error("connect", e))?;
-    Ok(Conn {
-        conn: AsyncConn::Cluster(conn),
-        worker,
-        target,
-    })
+    Ok(Conn::fixed(AsyncConn::Cluster(conn), worker, target))
 }
 
 #[cfg(not(feature = "cluster"))]

@@ -33,12 +33,28 @@
 //!   [`RedisStorage::from_connection_manager`] over an existing connection manager;
 //! - [`RedisStorage::open_cluster`] / [`RedisConfig::cluster`] (feature `cluster`).
 //!
-//! A store holds one multiplexed connection (a [`redis::aio::ConnectionManager`], which
-//! reconnects on its own after Redis comes back) driven by a dedicated thread running a
-//! single-threaded tokio runtime. Calls are polled on the caller's thread with that runtime
-//! entered, so the store works from any executor and from [`idempotency_core::block_on`] on
-//! plain threads, inside or outside a tokio runtime, and creating or dropping it never panics
-//! inside a runtime.
+//! No command hops to another thread. Each call is sent on a connection suited to its caller:
+//! - a **sync caller** (`execute_sync` and the rest of the sync API, i.e. a future polled by
+//!   [`idempotency_core::block_on`], see [`idempotency_core::in_block_on`]) uses a sync
+//!   connection from a small pool, on its own thread: the thread is blocked by the call
+//!   anyway, and this works inside a tokio runtime too (current-thread or multi-thread),
+//!   since no runtime has to drive that I/O;
+//! - an **async caller on a tokio runtime** uses that runtime's own multiplexed connection (a
+//!   [`redis::aio::ConnectionManager`], which reconnects on its own after Redis comes back),
+//!   created on its first call and driven by the runtime itself; each runtime gets one, and
+//!   one that ended is replaced;
+//! - an **async caller under another executor** (no tokio runtime) uses a connection driven by
+//!   a background thread running a single-threaded tokio runtime, started on first such use.
+//!
+//! Opening the store makes one sync connection, so an unreachable server or refused
+//! credentials fail at once. Creating or dropping a store never panics inside a runtime. A
+//! store over a caller's connection manager
+//! ([`from_connection_manager`](RedisStorage::from_connection_manager)) or a cluster sends
+//! every call on that one connection (polled with the background runtime entered when the
+//! caller has none). One configuration cannot be served: an async call awaited by another
+//! executor that blocks the only thread of a current-thread tokio runtime (say,
+//! `futures::executor::block_on` inside such a runtime's task), which deadlocks any I/O that
+//! runtime drives; use the sync API there, or `.await`.
 //!
 //! # Data layout
 //! One Redis string per record, at `prefix + "{" + hex(SHA-256(idempotency key)) + "}"`: the
@@ -141,6 +157,7 @@ mod listing;
 mod replication;
 mod reply;
 mod scripts;
+mod server;
 mod storage;
 mod value;
 mod worker;

@@ -52,7 +52,7 @@ impl RedisStorage {
     /// Runs the inspect script on `keys`: Redis's time and what each key holds.
     async fn inspect(&self, keys: &[String]) -> Result<(Timestamp, Vec<Held>)> {
         let no_args: [&[u8]; 0] = [];
-        let req = Request::new("list", Retry::IfUnsent).script(&INSPECT, keys, &no_args);
+        let req = Request::new("list", Retry::IfAmbiguous).script(&INSPECT, keys, &no_args);
         let ((now, held), _) = self.run(req, reply::parse_inspect).await?;
         Ok((Timestamp(now), held))
     }
@@ -105,7 +105,7 @@ impl RedisStorage {
             .arg(pattern)
             .arg("COUNT")
             .arg(count);
-        let req = Request::new("list", Retry::IfUnsent).cmd(scan);
+        let req = Request::new("list", Retry::IfAmbiguous).cmd(scan);
         let ((next, keys), _) = self
             .run(req, |v| {
                 redis::from_redis_value::<(u64, Vec<String>)>(v)

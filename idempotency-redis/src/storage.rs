@@ -28,8 +28,10 @@ use crate::{connect, layout, reply};
 /// Clones share one connection; [`prefix`](Self::prefix) gives a clone in another namespace.
 ///
 /// The store's futures can be driven by any executor or by [`idempotency_core::block_on`] on
-/// any thread, inside or outside a tokio runtime (see the crate documentation, "Connecting").
-/// Dropping the last clone closes the connection, never blocking the caller.
+/// any thread, inside or outside a tokio runtime: sync callers get a sync connection on their
+/// own thread, async ones a multiplexed connection driven by their own runtime (see the crate
+/// documentation, "Connecting"). Dropping the last clone closes the connections, never
+/// blocking the caller.
 #[derive(Clone)]
 pub struct RedisStorage {
     pub(crate) conn: Arc<Conn>,
@@ -101,10 +103,11 @@ impl RedisStorage {
         Ok(Self::assemble(conn, &config))
     }
 
-    /// A store over an existing connection manager. Its driver task runs on the runtime that
-    /// created it, so that runtime must keep running while the store is used; prefer
-    /// [`from_client`](Self::from_client), which drives its connection on the store's own
-    /// thread.
+    /// A store over an existing connection manager, which every call uses (sync ones too).
+    /// Its driver task runs on the runtime that created it, so that runtime must keep running
+    /// while the store is used, and a sync call from that runtime's only thread would wait on
+    /// it forever; prefer [`from_client`](Self::from_client), which serves each caller on its
+    /// own thread or runtime.
     ///
     /// # Errors
     /// [`Error::Storage`] if the store's background thread cannot be started.
@@ -482,7 +485,7 @@ impl Storage for RedisStorage {
     async fn get(&self, key: &IdempotencyKey) -> Result<Option<Observed>> {
         let no_args: [&[u8]; 0] = [];
         let req =
-            Request::new("get", Retry::IfUnsent).script(&GET, &[self.record_key(key)], &no_args);
+            Request::new("get", Retry::IfAmbiguous).script(&GET, &[self.record_key(key)], &no_args);
         match self.run(req, GetReply::parse).await?.0 {
             GetReply::Absent => Ok(None),
             GetReply::Value { now, value, times } => Ok(Some(Observed {

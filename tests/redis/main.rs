@@ -10,6 +10,7 @@
 
 mod ambiguous;
 mod connect_errors;
+mod dispatch;
 mod faults;
 mod harness;
 mod identity;
