@@ -14,7 +14,7 @@ use idempotency::{
 };
 use idempotency_redis::{redis, NotReplicated, RedisConfig, RedisStorage};
 
-use crate::harness::{free_port, has_redis_server, skip, Server};
+use crate::harness::{free_port, has_redis_server, skip, temp_dir, Server};
 
 /// A primary and its replica, both this test's own servers.
 struct Pair {
@@ -34,7 +34,11 @@ impl Pair {
             );
             return None;
         }
-        let primary = Server::start();
+        // Their files (the replica writes the synced snapshot) go under the test's target dir.
+        let dir = temp_dir("replication");
+        let dir = dir.to_string_lossy();
+        let quiet = ["--save", "", "--appendonly", "no", "--dir", &dir];
+        let primary = Server::start_with(free_port(), &quiet);
         let primary_port = primary.port.to_string();
         let replica = Server::start_with(
             free_port(),
@@ -43,6 +47,8 @@ impl Pair {
                 "",
                 "--appendonly",
                 "no",
+                "--dir",
+                &dir,
                 "--replicaof",
                 "127.0.0.1",
                 &primary_port,
