@@ -37,8 +37,20 @@ impl Pair {
         // Their files (the replica writes the synced snapshot) go under the test's target dir.
         let dir = temp_dir("replication");
         let dir = dir.to_string_lossy();
-        let quiet = ["--save", "", "--appendonly", "no", "--dir", &dir];
-        let primary = Server::start_with(free_port(), &quiet);
+        let primary = Server::start_with(
+            free_port(),
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &dir,
+                // Sync the replica at once (the default waits 5 s for more replicas).
+                "--repl-diskless-sync-delay",
+                "0",
+            ],
+        );
         let primary_port = primary.port.to_string();
         let replica = Server::start_with(
             free_port(),
