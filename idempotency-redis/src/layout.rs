@@ -118,11 +118,12 @@ pub(crate) const PENDING: u8 = b'P';
 pub(crate) const SUCCESS: u8 = b'S';
 pub(crate) const FAILED: u8 = b'F';
 
-/// The Lua prepended to every script, generated from [`FIELDS`]: each field as a 1-based
-/// inclusive `{from, to}` pair (as `string.sub` takes them), `BODY` as `{from, -1}`,
-/// `META_LEN`, the magic as `MAGIC_VALUE`, and `pack(t, v)`, which builds a value from the
-/// fields named in table `t`, taking the others from value `v`, in layout order. The scripts
-/// name fields only through these, never by number (a test checks the `.lua` sources).
+/// The Lua prepended to every script, generated from [`FIELDS`]: each field's 1-based
+/// inclusive bounds as `NAME_FROM, NAME_TO` (as `string.sub` takes them; plain numbers, so a
+/// script pays nothing for them), `BODY_FROM`, `META_LEN`, the magic as `MAGIC_VALUE`, and
+/// `pack(t, v)`, which builds a value from the fields named in table `t`, taking the others
+/// from value `v`, in layout order. The scripts name fields only through these, never by
+/// number (a test checks the `.lua` sources).
 pub(crate) fn lua_prelude() -> String {
     let mut lua = String::with_capacity(1024);
     let mut quoted = String::new();
@@ -131,18 +132,23 @@ pub(crate) fn lua_prelude() -> String {
     }
     let _ = writeln!(lua, "local MAGIC_VALUE = '{quoted}'");
     for (name, f) in FIELDS.iter().chain(&SPANS) {
-        let _ = writeln!(lua, "local {name} = {{{}, {}}}", f.start + 1, f.end());
+        let _ = writeln!(
+            lua,
+            "local {name}_FROM, {name}_TO = {}, {}",
+            f.start + 1,
+            f.end()
+        );
     }
-    let _ = writeln!(lua, "local BODY = {{{}, -1}}", META_LEN + 1);
+    let _ = writeln!(lua, "local BODY_FROM = {}", META_LEN + 1);
     let _ = writeln!(lua, "local META_LEN = {META_LEN}");
     lua.push_str("local function pack(t, v)\n  return MAGIC_VALUE");
     for (name, _) in &FIELDS[1..] {
         let _ = write!(
             lua,
-            "\n    .. (t.{name} or string.sub(v, {name}[1], {name}[2]))"
+            "\n    .. (t.{name} or string.sub(v, {name}_FROM, {name}_TO))"
         );
     }
-    lua.push_str("\n    .. (t.BODY or string.sub(v, BODY[1], BODY[2]))\nend\n");
+    lua.push_str("\n    .. (t.BODY or string.sub(v, BODY_FROM))\nend\n");
     lua
 }
 
@@ -197,25 +203,29 @@ mod tests {
         let lua = lua_prelude();
         for line in [
             "local MAGIC_VALUE = '\\073\\068\\082\\002\\115'",
-            "local MAGIC = {1, 5}",
-            "local STATUS = {6, 6}",
-            "local OWNER = {7, 22}",
-            "local TOKEN = {23, 38}",
-            "local CREATED = {39, 54}",
-            "local UNTIL = {55, 70}",
-            "local LEASE = {71, 86}",
-            "local RETENTION = {87, 102}",
-            "local FINGERPRINT = {103, 134}",
-            "local NUMBERS = {23, 102}",
-            "local OWNER_TOKEN = {7, 38}",
-            "local BODY = {135, -1}",
+            "local MAGIC_FROM, MAGIC_TO = 1, 5",
+            "local STATUS_FROM, STATUS_TO = 6, 6",
+            "local OWNER_FROM, OWNER_TO = 7, 22",
+            "local TOKEN_FROM, TOKEN_TO = 23, 38",
+            "local CREATED_FROM, CREATED_TO = 39, 54",
+            "local UNTIL_FROM, UNTIL_TO = 55, 70",
+            "local LEASE_FROM, LEASE_TO = 71, 86",
+            "local RETENTION_FROM, RETENTION_TO = 87, 102",
+            "local FINGERPRINT_FROM, FINGERPRINT_TO = 103, 134",
+            "local NUMBERS_FROM, NUMBERS_TO = 23, 102",
+            "local OWNER_TOKEN_FROM, OWNER_TOKEN_TO = 7, 38",
+            "local BODY_FROM = 135",
             "local META_LEN = 134",
         ] {
             assert!(lua.lines().any(|l| l == line), "missing `{line}` in\n{lua}");
         }
-        // Each field's Lua pair is derived from the Rust field, for all of them.
+        // Each field's Lua bounds are derived from the Rust field, for all of them.
         for (name, f) in FIELDS {
-            let line = format!("local {name} = {{{}, {}}}", f.start + 1, f.end());
+            let line = format!(
+                "local {name}_FROM, {name}_TO = {}, {}",
+                f.start + 1,
+                f.end()
+            );
             assert!(lua.lines().any(|l| l == line), "{line}");
         }
     }

@@ -142,16 +142,21 @@ mod tests {
         assert!(numbered_offsets("local n = tonumber(ARGV[3])").is_empty());
     }
 
-    /// Every upper-case name the scripts use is defined by the generated prelude (a field
-    /// renamed on the Rust side fails here rather than as a nil at run time).
+    /// Every upper-case name the scripts use is defined by the generated prelude, or is a
+    /// field name as `pack` takes it (a field renamed on the Rust side fails here rather than
+    /// as a nil at run time).
     #[test]
     fn scripts_use_only_generated_names() {
         let prelude = layout::lua_prelude();
         let defined: Vec<String> = prelude
             .lines()
             .filter_map(|l| l.strip_prefix("local "))
-            .filter_map(|l| l.split([' ', '=']).next())
-            .map(str::to_owned)
+            .filter_map(|l| l.split('=').next())
+            .flat_map(|names| names.split(','))
+            .map(|n| n.trim().to_owned())
+            // The keys `pack` takes: the field names, and `BODY`.
+            .chain(layout::FIELDS.iter().map(|(name, _)| (*name).to_owned()))
+            .chain(["BODY".to_owned()])
             .collect();
         for (name, source) in SOURCES {
             let code = code(source);

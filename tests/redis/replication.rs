@@ -95,11 +95,13 @@ impl Pair {
             .expect("process_id in INFO server")
             .trim()
             .to_owned();
-        Some(Pair {
+        let pair = Pair {
             primary,
             replica,
             replica_pid,
-        })
+        };
+        pair.await_replica();
+        Some(pair)
     }
 
     /// A store on the primary that waits for one replica, `timeout` at most.
@@ -117,6 +119,38 @@ impl Pair {
             .arg(store.record_key(key))
             .query(&mut connect(&self.replica.url()))
             .unwrap()
+    }
+
+    /// Resumes the paused replica and waits until it acknowledges writes again.
+    fn resume_replica(&self) {
+        self.signal_replica("CONT");
+        self.await_replica();
+    }
+
+    /// Waits until the replica acknowledges a write on the primary (`WAIT 1` answers 1), so the
+    /// test's own waits measure the store, not a replica still loading or resuming.
+    fn await_replica(&self) {
+        let mut conn = connect(&self.primary.url());
+        let give_up = Instant::now() + Duration::from_secs(20);
+        loop {
+            let _: () = redis::cmd("SET")
+                .arg("replication-probe")
+                .arg(1)
+                .query(&mut conn)
+                .unwrap();
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(1000)
+                .query(&mut conn)
+                .unwrap();
+            if acked == 1 {
+                return;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "the replica never acknowledged a write"
+            );
+        }
     }
 
     /// Pauses (`STOP`) or resumes (`CONT`) the replica's process.
@@ -191,7 +225,7 @@ fn scenario_25_a_paused_replica_fails_the_claim_closed() {
     let Some(pair) = Pair::start("scenario_25_a_paused_replica_fails_the_claim_closed") else {
         return;
     };
-    let store = pair.store(Duration::from_millis(300));
+    let store = pair.store(Duration::from_secs(1));
     let m = IdempotencyManager::new(store.clone());
     let runs = AtomicUsize::new(0);
     let run = || runs.fetch_add(1, Ordering::SeqCst) as u32;
@@ -214,7 +248,7 @@ fn scenario_25_a_paused_replica_fails_the_claim_closed() {
     // A hit writes nothing and never waits: the stored result replays.
     let o = m.execute_sync(&done, run).unwrap();
     assert!(o.is_replayed() && o.value == 0);
-    pair.signal_replica("CONT");
+    pair.resume_replica();
 
     // With the replica back, the retry claims, runs once and waits successfully.
     let o = m.execute_sync(&c, run).unwrap();
@@ -228,7 +262,7 @@ fn scenario_25_a_paused_replica_fails_the_completion_closed() {
     let Some(pair) = Pair::start("scenario_25_a_paused_replica_fails_the_completion_closed") else {
         return;
     };
-    let store = pair.store(Duration::from_millis(300));
+    let store = pair.store(Duration::from_secs(1));
     let k = key("completion");
     let req = ClaimRequest {
         execution_id: uuid::Uuid::new_v4(),
@@ -252,7 +286,7 @@ fn scenario_25_a_paused_replica_fails_the_completion_closed() {
     assert_eq!(primary.record.result, b"result");
     // A renewal of another claim fails closed the same way.
     let k2 = key("renewal");
-    pair.signal_replica("CONT");
+    pair.resume_replica();
     let Claim::Acquired { owner: owner2, .. } = idempotency::block_on(store.try_claim(
         &k2,
         &ClaimRequest {
@@ -266,7 +300,7 @@ fn scenario_25_a_paused_replica_fails_the_completion_closed() {
     pair.signal_replica("STOP");
     let e = idempotency::block_on(store.renew(&k2, &owner2, Duration::from_secs(30))).unwrap_err();
     assert_eq!(not_replicated(&e).operation, "renew", "{e}");
-    pair.signal_replica("CONT");
+    pair.resume_replica();
 
     // The completion retried by its owner finds its own record, answers it as applied (the
     // same times), and now the replica acknowledges it.

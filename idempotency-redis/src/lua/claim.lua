@@ -9,9 +9,9 @@ local token, takeover = 1, 0
 if cur then
   if not ours(cur) then return {0, now, cur} end
   local created, until_ms = times(KEYS[1], cur)
-  local status, old = field(cur, STATUS), num(cur, TOKEN)
+  local status, old = string.sub(cur, STATUS_FROM, STATUS_TO), num(cur, TOKEN_FROM, TOKEN_TO)
   if now < until_ms then
-    if status == 'P' and field(cur, OWNER) == ARGV[1] then
+    if status == 'P' and string.sub(cur, OWNER_FROM, OWNER_TO) == ARGV[1] then
       return {2, now, until_ms, old}
     end
     if ARGV[4] ~= '1' or status == 'P' then return {0, now, cur, created, until_ms} end

@@ -3,8 +3,8 @@
 -- Returns 1 (deleted), 0 (no key) or -1 (the key holds something else).
 local cur = redis.pcall('GET', KEYS[1])
 if not cur then return 0 end
-if type(cur) == 'string' and ours(cur) and field(cur, STATUS) == 'P'
-  and field(cur, OWNER_TOKEN) == ARGV[1] then
+if type(cur) == 'string' and ours(cur) and string.sub(cur, STATUS_FROM, STATUS_TO) == 'P'
+  and string.sub(cur, OWNER_TOKEN_FROM, OWNER_TOKEN_TO) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return -1

@@ -3,8 +3,8 @@
 -- new lease, ms from now (16 digits); ARGV[3]: the fence retention, ms (16 digits).
 -- Returns {0} (lease lost) or {1, until}.
 local cur = redis.pcall('GET', KEYS[1])
-if type(cur) ~= 'string' or not ours(cur) or field(cur, STATUS) ~= 'P'
-  or field(cur, OWNER_TOKEN) ~= ARGV[1] then
+if type(cur) ~= 'string' or not ours(cur) or string.sub(cur, STATUS_FROM, STATUS_TO) ~= 'P'
+  or string.sub(cur, OWNER_TOKEN_FROM, OWNER_TOKEN_TO) ~= ARGV[1] then
   return {0}
 end
 local created = times(KEYS[1], cur)
