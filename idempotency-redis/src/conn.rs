@@ -67,7 +67,7 @@ impl std::fmt::Debug for Request {
 impl Request {
     /// A request for step `op`, retried by `retry`.
     pub(crate) fn new(op: &'static str, retry: Retry) -> Request {
-        let mut pipe = redis::pipe();
+        let mut pipe = Pipeline::with_capacity(3);
         pipe.ignore_errors();
         Request {
             op,
@@ -84,8 +84,8 @@ impl Request {
         keys: &[K],
         args: &[A],
     ) -> Request {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&script.sha).arg(keys.len());
+        let mut cmd = Cmd::with_capacity(3 + keys.len() + args.len(), 64 + 80 * keys.len());
+        cmd.arg("EVALSHA").arg(&script.sha).arg(keys.len());
         for k in keys {
             cmd.arg(k);
         }

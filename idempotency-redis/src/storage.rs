@@ -233,15 +233,16 @@ impl RedisStorage {
     /// once when its reply was lost (a retry finds the caller's own pending value and goes on
     /// to the claim script).
     async fn fast_claim(&self, key: String, value: Vec<u8>, px: u64) -> Result<FastClaim> {
-        let mut set = redis::cmd("SET");
-        set.arg(key)
+        let mut set = redis::Cmd::with_capacity(7, key.len() + value.len() + 40);
+        set.arg("SET")
+            .arg(key)
             .arg(value)
             .arg("NX")
             .arg("PX")
             .arg(px)
             .arg("GET");
         let req = Request::new("claim", Retry::IfAmbiguous)
-            .cmd(redis::cmd("TIME"))
+            .cmd(cmd_with("TIME", 0))
             .cmd(set);
         let replies = self.conn.exec(&req).await?;
         FastClaim::parse(Conn::all(replies)).map_err(|e| reply_error("claim", e))
@@ -393,6 +394,13 @@ impl RedisStorage {
     }
 }
 
+/// The command `name`, with room for `args` more arguments of a record key's size.
+pub(crate) fn cmd_with(name: &str, args: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(1 + args, name.len() + 80 * args);
+    cmd.arg(name);
+    cmd
+}
+
 /// `prefix` + `{` + hex(SHA-256(key)) + `}`.
 pub(crate) fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -497,7 +505,7 @@ impl Storage for RedisStorage {
     }
 
     async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
-        let mut del = redis::cmd("DEL");
+        let mut del = cmd_with("DEL", 1);
         del.arg(self.record_key(key));
         let req = Request::new("delete", Retry::IfUnsent).cmd(del);
         Ok(self.run(req, reply::parse_int).await?.0 > 0)

@@ -93,7 +93,8 @@ pub(crate) fn fast_pending(
     lease_ms: u64,
     retention_ms: u64,
 ) -> Result<Vec<u8>> {
-    let mut out = vec![0; META_LEN];
+    let mut out = Vec::with_capacity(META_LEN + 8 + key.as_str().len());
+    out.resize(META_LEN, 0);
     put(&mut out, MAGIC, &layout::magic());
     put(&mut out, STATUS, &[layout::PENDING]);
     put(&mut out, OWNER, execution_id.as_bytes());
