@@ -43,8 +43,12 @@
 //!   [`redis::aio::ConnectionManager`], which reconnects on its own after Redis comes back),
 //!   created on its first call and driven by the runtime itself; each runtime gets one, and
 //!   one that ended is replaced;
-//! - an **async caller under another executor** (no tokio runtime) uses a connection driven by
-//!   a background thread running a single-threaded tokio runtime, started on first such use.
+//! - an **async caller under another executor** (no tokio runtime), or on a runtime built
+//!   without `enable_io` or `enable_time`, uses a connection driven by a background thread
+//!   running a single-threaded tokio runtime, started on first such use. (Tokio cannot be
+//!   asked whether a runtime has its drivers: the store tries them once per runtime, and the
+//!   panic hook prints tokio's message about the missing one; built with `panic = "abort"`,
+//!   every runtime is taken to have both.)
 //!
 //! Opening the store makes one sync connection, so an unreachable server or refused
 //! credentials fail at once. Creating or dropping a store never panics inside a runtime. A
@@ -123,7 +127,9 @@
 //! finished record (same execution id, fencing token, status and bytes) and returns it
 //! unchanged; a renew extends the lease again; a release that finds the key gone answers
 //! `true` (another holder's record there answers `false`). A newer holder still refuses them
-//! all with `LeaseLost`.
+//! all with `LeaseLost`. Reads (`get`, listing) are retried once the same way; a delete only
+//! when nothing was sent (a `DEL` applied twice would answer `false`). A sync caller's retry
+//! goes on a new connection: one that failed is never reused.
 //!
 //! # Failover and replicated claims (SEMANTICS.md scenario 25)
 //! Redis replication is asynchronous. If a primary acknowledges a claim and dies before the

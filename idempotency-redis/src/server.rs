@@ -2,8 +2,9 @@
 //! thread: a sync caller ([`idempotency_core::in_block_on`]) gets a sync connection from a
 //! small pool, used on its own thread; an async caller on a tokio runtime gets that runtime's
 //! own multiplexed connection (a [`ConnectionManager`], created on first use and driven by the
-//! runtime itself); an async caller with no tokio runtime (another executor) gets one driven by
-//! the store's background thread, started on first such use.
+//! runtime itself); an async caller with no tokio runtime (another executor), or on a runtime
+//! built without I/O or timers, gets one driven by the store's background thread, started on
+//! first such use.
 
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
@@ -45,7 +46,9 @@ impl Settings {
 struct PerRuntime {
     id: tokio::runtime::Id,
     alive: Weak<()>,
-    conn: Arc<OnceCell<ConnectionManager>>,
+    /// `None` for a runtime without the I/O or time driver a connection needs: its callers
+    /// are served like those of another executor.
+    conn: Option<Arc<OnceCell<ConnectionManager>>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -88,12 +91,16 @@ impl Server {
         if idempotency_core::in_block_on() {
             return self.exec_sync(req).map_err(Failure::Redis);
         }
-        match Handle::try_current() {
-            Ok(handle) => {
-                let mut conn = self.runtime_conn(&handle).await?;
+        let own = match Handle::try_current() {
+            Ok(handle) => self.runtime_cell(&handle),
+            Err(_) => None,
+        };
+        match own {
+            Some(cell) => {
+                let mut conn = cell.get_or_try_init(|| self.new_manager()).await?.clone();
                 send(&mut conn, req).await
             }
-            Err(_) => {
+            None => {
                 let fallback = self.fallback()?;
                 fallback
                     .worker
@@ -178,9 +185,10 @@ impl Server {
             .await
     }
 
-    /// The connection of the runtime `handle` belongs to, created on first use (on that
-    /// runtime, which then drives it).
-    async fn runtime_conn(&self, handle: &Handle) -> Result<ConnectionManager, Failure> {
+    /// The connection cell of the runtime `handle` belongs to (its connection is created on
+    /// first use, on that runtime, which then drives it); `None` when that runtime cannot
+    /// drive one.
+    fn runtime_cell(&self, handle: &Handle) -> Option<Arc<OnceCell<ConnectionManager>>> {
         let id = handle.id();
         let found = self
             .runtimes
@@ -188,28 +196,27 @@ impl Server {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|r| r.id == id && r.alive.strong_count() > 0)
-            .map(|r| Arc::clone(&r.conn));
-        let cell = match found {
+            .map(|r| r.conn.clone());
+        match found {
             Some(cell) => cell,
             None => self.register(handle),
-        };
-        Ok(cell.get_or_try_init(|| self.new_manager()).await?.clone())
+        }
     }
 
     /// Adds the entry of `handle`'s runtime (dropping those of runtimes that ended).
-    fn register(&self, handle: &Handle) -> Arc<OnceCell<ConnectionManager>> {
+    fn register(&self, handle: &Handle) -> Option<Arc<OnceCell<ConnectionManager>>> {
         let id = handle.id();
         let mut runtimes = self.runtimes.write().unwrap_or_else(|p| p.into_inner());
         runtimes.retain(|r| r.alive.strong_count() > 0);
         if let Some(r) = runtimes.iter().find(|r| r.id == id) {
-            return Arc::clone(&r.conn);
+            return r.conn.clone();
         }
         let alive = Arc::new(());
         let (stop, stopped) = oneshot::channel::<()>();
         let entry = PerRuntime {
             id,
             alive: Arc::downgrade(&alive),
-            conn: Arc::new(OnceCell::new()),
+            conn: drives_io_and_time(handle).then(|| Arc::new(OnceCell::new())),
             _stop: stop,
         };
         // Ends when the runtime shuts down (its tasks are dropped) or the entry is dropped.
@@ -217,7 +224,7 @@ impl Server {
             let _alive = alive;
             let _ = stopped.await;
         });
-        let cell = Arc::clone(&entry.conn);
+        let cell = entry.conn.clone();
         runtimes.push(entry);
         cell
     }
@@ -234,4 +241,33 @@ impl Server {
         *slot = Some(Arc::clone(&f));
         Ok(f)
     }
+}
+
+/// Whether `handle`'s runtime has the I/O and time drivers a connection needs (`enable_io` and
+/// `enable_time`, both in `enable_all`). Tokio offers no way to ask: using a missing driver
+/// panics, so this tries both once, catching the panic (whose message the panic hook still
+/// prints, once per such runtime). Built with `panic = "abort"` nothing can be caught, so
+/// every runtime is taken to have both (as tokio's own I/O on one without aborts).
+#[cfg(panic = "abort")]
+fn drives_io_and_time(_: &Handle) -> bool {
+    true
+}
+
+/// See the `panic = "abort"` version.
+#[cfg(not(panic = "abort"))]
+fn drives_io_and_time(handle: &Handle) -> bool {
+    let _entered = handle.enter();
+    let socket = match std::net::UdpSocket::bind("127.0.0.1:0") {
+        Ok(socket) => socket,
+        // No socket to try I/O with: assume the usual `enable_all`.
+        Err(_) => return true,
+    };
+    if socket.set_nonblocking(true).is_err() {
+        return true;
+    }
+    std::panic::catch_unwind(move || {
+        drop(tokio::time::sleep(Duration::ZERO));
+        drop(tokio::net::UdpSocket::from_std(socket));
+    })
+    .is_ok()
 }

@@ -1,8 +1,9 @@
 //! Issue 17: the store serves every kind of caller on the caller's own thread or runtime, and
 //! none deadlocks, panics or blocks a runtime's only thread on I/O only that thread can drive:
 //! a sync call (`execute_sync`) from inside a current-thread and a multi-thread tokio runtime,
-//! async calls on two runtimes at once and on a runtime started after another ended, and an
-//! async call driven by another executor (a plain `block_on` with no tokio runtime).
+//! async calls on two runtimes at once and on a runtime started after another ended, on
+//! runtimes built without I/O or timers, and an async call driven by another executor (a plain
+//! `block_on` with no tokio runtime).
 //!
 //! Each scenario runs on its own thread under a watchdog: a deadlock fails the test after
 //! `LIMIT` instead of hanging the suite.
@@ -228,6 +229,31 @@ fn issue_17_an_async_call_under_another_executor() {
         std::thread::spawn(move || foreign_block_on(run_and_replay(&m2, "foreign-thread", 2)))
             .join()
             .unwrap();
+        drop(h);
+    });
+}
+
+#[test]
+fn issue_17_async_calls_on_runtimes_without_io_or_timers() {
+    let Some((h, m)) = manager() else { return };
+    watchdog("bare runtimes", move || {
+        // Neither I/O nor timers, then timers without I/O, then I/O without timers: the
+        // store cannot drive a connection on these, and must neither panic nor hang.
+        let bare = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        bare.block_on(run_and_replay(&m, "bare", 2));
+        let timers = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        timers.block_on(run_and_replay(&m, "timers-only", 2));
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_io()
+            .build()
+            .unwrap();
+        io.block_on(run_and_replay(&m, "io-only", 2));
         drop(h);
     });
 }
