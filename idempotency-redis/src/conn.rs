@@ -319,9 +319,21 @@ async fn attempt<C: ConnectionLike>(conn: &mut C, req: &Request) -> RedisResult<
 
 /// [`attempt`] on a sync connection.
 pub(crate) fn attempt_sync(conn: &mut redis::Connection, req: &Request) -> RedisResult<Vec<Value>> {
-    let values: Vec<Value> = req.pipe.query(conn)?;
+    let values = query_sync(conn, &req.pipe)?;
     if req.missed_script(&values) {
-        return req.with_sources().query(conn);
+        return query_sync(conn, &req.with_sources());
+    }
+    Ok(values)
+}
+
+/// Sends `pipe` and reads its replies (a server error is a `Value::ServerError` among them).
+/// The first failed read ends it (`Pipeline::query` would wait out the read time-out once per
+/// command still unread), and the caller then drops the connection.
+fn query_sync(conn: &mut redis::Connection, pipe: &Pipeline) -> RedisResult<Vec<Value>> {
+    conn.send_packed_command(&pipe.get_packed_pipeline())?;
+    let mut values = Vec::with_capacity(pipe.len());
+    for _ in 0..pipe.len() {
+        values.push(conn.recv_response()?);
     }
     Ok(values)
 }

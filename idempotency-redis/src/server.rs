@@ -61,6 +61,9 @@ struct Fallback {
 /// The connections to one server.
 pub(crate) struct Server {
     client: redis::Client,
+    /// `client` without the `CLIENT SETINFO` handshake, for sync connections: connecting then
+    /// costs no round trip before the first request (and no wait on an unresponsive server).
+    sync_client: redis::Client,
     settings: Settings,
     idle: Mutex<Vec<redis::Connection>>,
     runtimes: RwLock<Vec<PerRuntime>>,
@@ -68,20 +71,27 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// The connections to the server `client` names; makes one sync connection now, so that
-    /// an unreachable server or refused credentials fail here.
+    /// The connections to the server `client` names; makes one sync connection now and pings
+    /// the server on it, so that an unreachable or silent server or refused credentials fail
+    /// here.
     ///
     /// # Errors
     /// Redis's error when the first connection cannot be made.
     pub(crate) fn open(client: redis::Client, settings: Settings) -> RedisResult<Server> {
+        let info = client.get_connection_info().clone();
+        let quiet = info.redis_settings().clone().set_skip_set_lib_name();
+        let sync_client = redis::Client::open(info.set_redis_settings(quiet))?;
         let server = Server {
             client,
+            sync_client,
             settings,
             idle: Mutex::new(Vec::new()),
             runtimes: RwLock::new(Vec::new()),
             fallback: Mutex::new(None),
         };
-        let first = server.connect_sync()?;
+        let mut first = server.connect_sync()?;
+        // A sync connection to database 0 without credentials makes no handshake: ask.
+        redis::cmd("PING").exec(&mut first)?;
         server.checkin(first);
         Ok(server)
     }
@@ -158,7 +168,7 @@ impl Server {
 
     fn connect_sync(&self) -> RedisResult<redis::Connection> {
         let conn = self
-            .client
+            .sync_client
             .get_connection_with_timeout(self.settings.connection_timeout)?;
         conn.set_read_timeout(Some(self.settings.response_timeout))?;
         conn.set_write_timeout(Some(self.settings.response_timeout))?;
