@@ -14,6 +14,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod blocking;
 pub mod canonical;
 pub mod codec;
 mod current;
@@ -39,6 +40,7 @@ mod time;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+pub use blocking::in_block_on;
 #[doc(hidden)]
 pub use current::framework_error_seen;
 pub use current::{current, Current};

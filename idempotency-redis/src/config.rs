@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use idempotency_core::{Error, Result};
 
+use crate::replication::Replication;
 use crate::RedisStorage;
 
 /// Settings for opening a [`RedisStorage`]: where Redis is, the key prefix, time-outs.
@@ -27,6 +28,7 @@ pub struct RedisConfig {
     pub(crate) connection_timeout: Duration,
     pub(crate) reconnect_retries: usize,
     pub(crate) fence_retention: Duration,
+    pub(crate) replication: Option<Replication>,
 }
 
 impl RedisConfig {
@@ -53,6 +55,7 @@ impl RedisConfig {
             connection_timeout: Self::DEFAULT_CONNECTION_TIMEOUT,
             reconnect_retries: Self::DEFAULT_RECONNECT_RETRIES,
             fence_retention: Self::DEFAULT_FENCE_RETENTION,
+            replication: None,
         }
     }
 
@@ -87,9 +90,11 @@ impl RedisConfig {
         self
     }
 
-    /// How many times a lost connection is retried (with exponential back-off from 100 ms,
-    /// at most 1 s apart) before the calls waiting on it fail; default 2. The next call after
-    /// a failed reconnection starts a new one, so the store recovers whenever Redis is back.
+    /// How many times a lost async connection is retried (with exponential back-off from
+    /// 100 ms, at most 1 s apart) before the calls waiting on it fail; default 2. The next call
+    /// after a failed reconnection starts a new one, so the store recovers whenever Redis is
+    /// back. A sync call makes a new connection when it needs one (at most one more after a
+    /// failure, as its retry allows), without back-off.
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;
         self
@@ -104,11 +109,48 @@ impl RedisConfig {
         self
     }
 
-    /// Connects and returns the store. Starts the store's background thread and makes one
-    /// connection (or, for a cluster, one per node).
+    /// Replicated claims (SEMANTICS.md scenario 25): after each write that a failover must not
+    /// lose, the store sends `WAIT replicas timeout` and requires that many replicas to have
+    /// acknowledged it; off by default. Redis replication is asynchronous, so without this a
+    /// primary can acknowledge a claim and die before any replica has it, and the promoted
+    /// replica lets a second caller claim the key and run the function again. `WAIT` narrows
+    /// that window; it does not close it (Redis can still lose an acknowledged write in some
+    /// failovers, and the fencing token cannot be trusted across one).
+    ///
+    /// When fewer than `replicas` replicas acknowledge within `timeout` (Redis's clock), the
+    /// call fails closed with [`Error::Storage`] (kind `StoreUnavailable`) whose source is a
+    /// [`NotReplicated`](crate::NotReplicated). The write itself was applied on the primary:
+    /// - **claim**: nothing runs. The store then releases the claim (an owner-checked delete),
+    ///   so a retry claims the key again at once and waits again. If that release fails too,
+    ///   the pending record blocks the key until its lease ends (never a double run).
+    /// - **complete / fail**: the function ran and its outcome is stored on the primary, which
+    ///   replays it; a failover before a replica has it brings back the pending claim (which
+    ///   was replicated: the claim waited), so the key stays blocked until the lease ends and
+    ///   may then run again (scenario 24). Retrying the completion with the same owner (the
+    ///   manager's completion attempts do) finds its own finished record, answers it as
+    ///   applied, and waits again; when every attempt fails the manager returns
+    ///   [`Error::CompletionNotRecorded`] with the value.
+    /// - **renew**: the lease was extended on the primary; the renewal reports the error, and
+    ///   the next one tries again.
+    ///
+    /// Releases and deletes do not wait (a lost release only blocks the key until its lease
+    /// ends). A hit (replay) never waits. Each wait costs one extra round trip on a claim of a
+    /// fresh key, none on a completion or renewal (the `WAIT` is pipelined with the script).
+    /// `replicas` must be at least 1, and `timeout` greater than zero and shorter than the
+    /// [`response_timeout`](Self::response_timeout) (checked by [`open`](Self::open)).
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replication = Some(Replication { replicas, timeout });
+        self
+    }
+
+    /// Connects and returns the store: makes one sync connection to the server, so that an
+    /// unreachable server or refused credentials fail here (for a cluster, connects to every
+    /// node through the store's background thread). The other connections are made on first
+    /// use (see the crate documentation, "Connecting").
     ///
     /// # Errors
-    /// [`Error::Config`] for a URL that does not parse, a zero time-out or fence retention, or a
+    /// [`Error::Config`] for a URL that does not parse, a zero time-out or fence retention, a
+    /// [`wait_for_replicas`](Self::wait_for_replicas) setting out of range, or a
     /// `rediss://` URL without the TLS feature (the message names it); [`Error::Storage`] when
     /// Redis cannot be reached or refuses the credentials, its message naming the server and the
     /// cause (`connection refused`, `timed out`, `DNS lookup failed`, `bad database number`, ...).
@@ -122,6 +164,15 @@ impl RedisConfig {
             return Err(Error::Config(
                 "the Redis fence retention must be greater than zero".into(),
             ));
+        }
+        if let Some(r) = self.replication {
+            if r.replicas == 0 || r.timeout.is_zero() || r.timeout >= self.response_timeout {
+                return Err(Error::Config(format!(
+                    "`wait_for_replicas({}, {:?})`: needs at least 1 replica and a time-out \
+                     greater than zero and shorter than the response time-out ({:?})",
+                    r.replicas, r.timeout, self.response_timeout
+                )));
+            }
         }
         if self.nodes.is_empty() || self.nodes.iter().any(|n| n.trim().is_empty()) {
             return Err(Error::Config("a Redis URL is empty".into()));

@@ -27,28 +27,51 @@
 //!   `rediss://...` for TLS (feature `redis-tls` of `idempotency`, `tls` of this crate: rustls
 //!   with the ring provider and the webpki roots);
 //! - [`RedisConfig`]: the same with a key prefix (default `idempotency:`), response and
-//!   connection time-outs (default 5 s and 2 s), reconnection attempts and the fence retention;
+//!   connection time-outs (default 5 s and 2 s), reconnection attempts, the fence retention
+//!   and replicated claims ([`wait_for_replicas`](RedisConfig::wait_for_replicas));
 //! - [`RedisStorage::from_client`] over an existing [`redis::Client`];
 //!   [`RedisStorage::from_connection_manager`] over an existing connection manager;
 //! - [`RedisStorage::open_cluster`] / [`RedisConfig::cluster`] (feature `cluster`).
 //!
-//! A store holds one multiplexed connection (a [`redis::aio::ConnectionManager`], which
-//! reconnects on its own after Redis comes back) driven by a dedicated thread running a
-//! single-threaded tokio runtime. Calls are sent there and their replies awaited, so the store
-//! works from any executor and from [`idempotency_core::block_on`] on plain threads, inside or
-//! outside a tokio runtime, and creating or dropping it never panics inside a runtime.
+//! No command hops to another thread. Each call is sent on a connection suited to its caller:
+//! - a **sync caller** (`execute_sync` and the rest of the sync API, i.e. a future polled by
+//!   [`idempotency_core::block_on`], see [`idempotency_core::in_block_on`]) uses a sync
+//!   connection from a small pool, on its own thread: the thread is blocked by the call
+//!   anyway, and this works inside a tokio runtime too (current-thread or multi-thread),
+//!   since no runtime has to drive that I/O;
+//! - an **async caller on a tokio runtime** uses that runtime's own multiplexed connection (a
+//!   [`redis::aio::ConnectionManager`], which reconnects on its own after Redis comes back),
+//!   created on its first call and driven by the runtime itself; each runtime gets one, and
+//!   one that ended is replaced;
+//! - an **async caller under another executor** (no tokio runtime), or on a runtime built
+//!   without `enable_io` or `enable_time`, uses a connection driven by a background thread
+//!   running a single-threaded tokio runtime, started on first such use. (Tokio cannot be
+//!   asked whether a runtime has its drivers: the store tries them once per runtime, and the
+//!   panic hook prints tokio's message about the missing one; built with `panic = "abort"`,
+//!   every runtime is taken to have both.)
+//!
+//! Opening the store makes one sync connection, so an unreachable server or refused
+//! credentials fail at once. Creating or dropping a store never panics inside a runtime. A
+//! store over a caller's connection manager
+//! ([`from_connection_manager`](RedisStorage::from_connection_manager)) or a cluster sends
+//! every call on that one connection (polled with the background runtime entered when the
+//! caller has none). One configuration cannot be served: an async call awaited by another
+//! executor that blocks the only thread of a current-thread tokio runtime (say,
+//! `futures::executor::block_on` inside such a runtime's task), which deadlocks any I/O that
+//! runtime drives; use the sync API there, or `.await`.
 //!
 //! # Data layout
 //! One Redis string per record, at `prefix + "{" + hex(SHA-256(idempotency key)) + "}"`: the
 //! idempotency key (user input) never appears in a Redis key or a `SCAN MATCH` pattern, and
 //! the braces are a Cluster hash tag. Every command and script touches only that one key, so it
-//! is single-slot in Redis Cluster. The value is a fixed-width part the scripts compare with
-//! `string.sub` (magic `IDR` + format version + `r`, status `P`/`S`/`F`, execution id, fencing
-//! token, `created`, `until`, lease, fence retention, fingerprint; 135 bytes), then the head of
-//! [`Record::encode`](idempotency_core::Record::encode) (key, status, result, error); a reader
-//! rebuilds exactly `Record::encode()` from the two and decodes it. A value that is not in this
-//! layout reads as [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or
-//! `IncompatibleRecord` for another format version) and is never overwritten by a claim;
+//! is single-slot in Redis Cluster. The value is a fixed-width part the scripts compare and
+//! rewrite with `string.sub` (134 bytes: magic `IDR` + record format version + layout marker
+//! `s`, status `P`/`S`/`F`, execution id, fencing token, `created`, `until`, lease, fence
+//! retention, fingerprint), then a body: postcard of (idempotency key, result, error). The
+//! offsets are defined once, in Rust, and handed to the Lua scripts in a generated prelude. A
+//! value that is not in this layout reads as
+//! [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or `IncompatibleRecord`
+//! for another format version or the previous layout, `r`) and is never overwritten by a claim;
 //! [`Storage::delete`](idempotency_core::Storage::delete) removes it. Needs Redis 7.0 or later
 //! (`SET ... NX GET`, `PEXPIRETIME`).
 //!
@@ -61,23 +84,23 @@
 //! the end of its TTL) and is replayed with `TIME` as Redis's time. A pending value (the
 //! caller's own retried claim, a conflict, an expired lease) and the cache bypass go to the
 //! claim script (a second round trip). Every other transition is one Lua script, sent as
-//! `EVALSHA` (cached; the source is sent once on `NOSCRIPT`), run atomically by Redis, with time
-//! from `redis.call('TIME')` (milliseconds; never the caller's clock):
+//! `EVALSHA` (the source is sent once on `NOSCRIPT`), run atomically by Redis, with time from
+//! `redis.call('TIME')` (milliseconds; never the caller's clock):
 //!
-//! | script | does | returns |
-//! |---|---|---|
-//! | claim | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record: a compare-and-set on the value it observed) with `until = now + lease` | `{0, now, value, created, until}` existing; `{1, now, until, takeover, token}` claimed; `{2, now, until, token}` the caller's own live claim |
-//! | finish | complete or fail, iff pending with this owner and token; writes the finished value and its expiry `PXAT until` (`until = now + ttl`) in one `SET` | `{0}` refused; `{1, now, created, until, fp}` |
-//! | release | owner-checked delete of a pending record | 1 deleted, 0 not |
-//! | renew | extends the lease iff the owner matches | `{0, now}` lost; `{1, now, until}` |
-//! | get | reads the value with Redis's time | `{now, value, created, until}` or `{now}` |
+//! | script | does |
+//! |---|---|
+//! | claim | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record: a compare-and-set on the value it observed) with `until = now + lease` |
+//! | finish | complete or fail, iff pending with this owner and token; writes the finished value and its expiry `PXAT until` (`until = now + ttl`) in one `SET` |
+//! | release | owner-checked delete of a pending record |
+//! | renew | extends the lease iff the owner matches |
+//! | get | reads the value with Redis's time |
 //!
-//! Delete is a plain `DEL`. The full scripts, with comments, are in the source of the
-//! `scripts` module. A hit (replay) and a claim of a fresh key are each one round trip without
-//! a script; a miss is two round trips (claim, then the finish script).
+//! Delete is a plain `DEL`. The scripts are the `.lua` files in the crate's `src/lua/`. A hit
+//! (replay) and a claim of a fresh key are each one round trip without a script; a miss is two
+//! round trips (claim, then the finish script).
 //!
 //! # Expiry
-//! Redis expires records natively, so
+//! Redis expires records natively: every write sets the key's expiry in the same command, so
 //! [`StorageAdmin::purge_expired`](idempotency_core::StorageAdmin::purge_expired) returns `Ok(0)`.
 //! A finished record's key expires with its TTL (`0 < PTTL <= ttl` right after completion).
 //! A `Pending` record's key lives for the lease plus the *fence retention* (default 1 hour):
@@ -104,16 +127,23 @@
 //! finished record (same execution id, fencing token, status and bytes) and returns it
 //! unchanged; a renew extends the lease again; a release that finds the key gone answers
 //! `true` (another holder's record there answers `false`). A newer holder still refuses them
-//! all with `LeaseLost`.
+//! all with `LeaseLost`. Reads (`get`, listing) are retried once the same way; a delete only
+//! when nothing was sent (a `DEL` applied twice would answer `false`). A sync caller's retry
+//! goes on a new connection: one that failed is never reused.
 //!
-//! # Limitation: failover (SEMANTICS.md scenario 25)
+//! # Failover and replicated claims (SEMANTICS.md scenario 25)
 //! Redis replication is asynchronous. If a primary acknowledges a claim and dies before the
 //! replica has it, the promoted replica does not know the claim, and a second caller can claim
 //! the same key and run the function again. The fencing token cannot be trusted across such a
 //! failover either (it lives in the lost record). Fencing still keeps the stored result
 //! single-valued: the first holder's later write is refused, because the new record carries
-//! another execution id. Issuing `WAIT numreplicas timeout` after a claim narrows this window
-//! but does not close it; this store does not do so.
+//! another execution id.
+//!
+//! [`RedisConfig::wait_for_replicas`] narrows this window: after a claim, a completion and a
+//! renewal the store sends `WAIT numreplicas timeout` and fails closed, with a
+//! [`NotReplicated`] as the error's source, when too few replicas acknowledge (the option's
+//! documentation says what state each step leaves). It does not close the window: Redis can
+//! still lose an acknowledged write in some failovers.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -125,13 +155,21 @@
 )]
 
 mod config;
+mod conn;
+mod connect;
 mod error;
+mod layout;
 mod listing;
+mod replication;
 mod reply;
 mod scripts;
+mod server;
 mod storage;
+mod value;
+mod worker;
 
 pub use config::RedisConfig;
+pub use replication::NotReplicated;
 pub use storage::RedisStorage;
 
 /// The `redis` crate this store is built on, for [`RedisStorage::from_client`] and friends.

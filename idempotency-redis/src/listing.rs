@@ -2,19 +2,12 @@
 //! removing the unreadable records it finds, for operators (the `idempotency` CLI).
 
 use idempotency_core::{Error, Listed, Observed, Page, Record, Result, Timestamp};
-use redis::Value;
 
-use crate::reply;
-use crate::scripts::{self, INSPECT_SCRIPT, REMOVE_UNREADABLE_SCRIPT};
-use crate::storage::{record_key, run_on, Conn, RedisStorage};
-
-/// What one record key held when inspected: the script's code and value.
-struct Held {
-    code: i64,
-    value: Vec<u8>,
-    /// The resolved `created` and `until` of a value in this store's layout.
-    times: Option<(u64, u64)>,
-}
+use crate::conn::{Request, Retry};
+use crate::reply::{self, Held};
+use crate::scripts::{INSPECT, REMOVE_UNREADABLE};
+use crate::storage::{record_key, RedisStorage};
+use crate::value;
 
 /// What a record key turned out to hold.
 enum Classified {
@@ -48,52 +41,24 @@ impl RedisStorage {
     }
 
     fn refuse_cluster(&self) -> Result<()> {
-        match self.inner.conn {
-            Conn::Single(_) => Ok(()),
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(_) => Err(Error::Config(
+        if self.conn.is_cluster() {
+            return Err(Error::Config(
                 "listing a Redis Cluster is not supported (SCAN walks one node)".into(),
-            )),
+            ));
         }
+        Ok(())
     }
 
     /// Runs the inspect script on `keys`: Redis's time and what each key holds.
-    async fn inspect(&self, keys: Vec<String>) -> Result<(Timestamp, Vec<Held>)> {
-        let mut conn = self.inner.conn.clone();
-        let v: Value = run_on(&self.inner.handle, "list", async move {
-            let mut inv = INSPECT_SCRIPT.prepare_invoke();
-            for k in keys {
-                inv.key(k);
-            }
-            inv.arg(scripts::magic().to_vec());
-            inv.invoke_async::<Value>(&mut conn).await
-        })
-        .await?;
-        let items = reply::array(&v).map_err(|e| e.into_error("list"))?;
-        let now = Timestamp(reply::u64_at(items, 0).map_err(|e| e.into_error("list"))?);
-        let mut held = Vec::with_capacity(items.len().saturating_sub(1));
-        for item in items.iter().skip(1) {
-            let pair = reply::array(item).map_err(|e| e.into_error("list"))?;
-            let times = match pair.len() {
-                4 => Some((
-                    reply::u64_at(pair, 2).map_err(|e| e.into_error("list"))?,
-                    reply::u64_at(pair, 3).map_err(|e| e.into_error("list"))?,
-                )),
-                _ => None,
-            };
-            held.push(Held {
-                code: reply::int_at(pair, 0).map_err(|e| e.into_error("list"))?,
-                value: reply::bytes_at(pair, 1)
-                    .map_err(|e| e.into_error("list"))?
-                    .to_vec(),
-                times,
-            });
-        }
-        Ok((now, held))
+    async fn inspect(&self, keys: &[String]) -> Result<(Timestamp, Vec<Held>)> {
+        let no_args: [&[u8]; 0] = [];
+        let req = Request::new("list", Retry::IfAmbiguous).script(&INSPECT, keys, &no_args);
+        let ((now, held), _) = self.run(req, reply::parse_inspect).await?;
+        Ok((Timestamp(now), held))
     }
 
     fn classify(&self, redis_key: &str, held: &Held) -> Classified {
-        let location = format!("redis key `{redis_key}` ({})", self.inner.target);
+        let location = format!("redis key `{redis_key}` ({})", self.conn.target.name);
         let corrupt = |reason: String| {
             Classified::Unreadable(Error::CorruptRecord {
                 key: location.clone(),
@@ -103,16 +68,7 @@ impl RedisStorage {
         match held.code {
             0 => Classified::Gone,
             1 => {
-                let decoded = match scripts::record_bytes(&held.value, held.times) {
-                    Some(bytes) => Record::decode_at(&bytes, || location.clone()),
-                    // Not this store's layout: corrupt, or another format version.
-                    None => Record::decode_at(&held.value, || location.clone()).and_then(|_| {
-                        Err(Error::CorruptRecord {
-                            key: location.clone(),
-                            reason: "not a record of this store's layout".into(),
-                        })
-                    }),
-                };
+                let decoded = value::decode_any(&held.value, held.times, &|| location.clone());
                 match decoded {
                     Ok(r) if record_key(&self.prefix, &r.key) == redis_key => {
                         Classified::Readable(r)
@@ -143,25 +99,26 @@ impl RedisStorage {
         // Only this store's key shape; the prefix is escaped, so no input is ever a pattern.
         let pattern = format!("{}{{{}}}", glob_escape(&self.prefix), "?".repeat(64));
         let count = limit.max(1);
-        let mut conn = self.inner.conn.clone();
-        let (next, keys): (u64, Vec<String>) = run_on(&self.inner.handle, "list", async move {
-            redis::cmd("SCAN")
-                .arg(start)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(count)
-                .query_async(&mut conn)
-                .await
-        })
-        .await?;
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(start)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        let req = Request::new("list", Retry::IfAmbiguous).cmd(scan);
+        let ((next, keys), _) = self
+            .run(req, |v| {
+                redis::from_redis_value::<(u64, Vec<String>)>(v)
+                    .map_err(|e| reply::ReplyError(e.to_string()))
+            })
+            .await?;
         let keys: Vec<String> = keys
             .into_iter()
             .filter(|k| self.is_own_record_key(k))
             .collect();
         let mut items = Vec::with_capacity(keys.len());
         if !keys.is_empty() {
-            let (now, held) = self.inspect(keys.clone()).await?;
+            let (now, held) = self.inspect(&keys).await?;
             for (key, held) in keys.into_iter().zip(&held) {
                 match self.classify(&key, held) {
                     Classified::Gone => {}
@@ -181,6 +138,12 @@ impl RedisStorage {
         })
     }
 
+    /// [`StorageAdmin::purge_expired`](idempotency_core::StorageAdmin::purge_expired): Redis
+    /// expires records natively, so there is nothing to purge.
+    pub(crate) async fn purge_expired_records(&self) -> Result<u64> {
+        Ok(0)
+    }
+
     /// [`StorageAdmin::remove_unreadable`](idempotency_core::StorageAdmin::remove_unreadable).
     pub(crate) async fn remove_unreadable_at(&self, location: &str) -> Result<bool> {
         self.refuse_cluster()?;
@@ -190,21 +153,21 @@ impl RedisStorage {
                 self.prefix
             )));
         }
-        let (_, held) = self.inspect(vec![location.to_owned()]).await?;
+        let (_, held) = self.inspect(&[location.to_owned()]).await?;
         let Some(held) = held.into_iter().next() else {
             return Ok(false);
         };
         if !matches!(self.classify(location, &held), Classified::Unreadable(_)) {
             return Ok(false);
         }
-        let mut conn = self.inner.conn.clone();
-        let key = location.to_owned();
-        let n: i64 = run_on(&self.inner.handle, "remove_unreadable", async move {
-            let mut inv = REMOVE_UNREADABLE_SCRIPT.prepare_invoke();
-            inv.key(key).arg(held.code.to_string()).arg(held.value);
-            inv.invoke_async::<i64>(&mut conn).await
-        })
-        .await?;
+        let code = held.code.to_string();
+        let args: [&[u8]; 2] = [code.as_bytes(), &held.value];
+        let req = Request::new("remove_unreadable", Retry::IfUnsent).script(
+            &REMOVE_UNREADABLE,
+            &[location],
+            &args,
+        );
+        let (n, _) = self.run(req, reply::parse_int).await?;
         Ok(n == 1)
     }
 }

@@ -1,23 +1,23 @@
-//! `RedisStorage`: the `Storage` implementation, its background runtime and its connection.
+//! `RedisStorage`: the [`Storage`] implementation.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency_core::{
-    Claim, ClaimRequest, Error, Fingerprint, IdempotencyKey, Observed, Owner, Page, Record,
-    RecordError, RecordStatus, Result, Storage, StorageAdmin, Timestamp,
+    Claim, ClaimRequest, Error, IdempotencyKey, Observed, Owner, Page, Record, RecordError,
+    RecordStatus, Result, Storage, StorageAdmin, Timestamp,
 };
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
+use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
-use tokio::runtime::Handle;
 
 use crate::config::RedisConfig;
-use crate::error::Target;
-use crate::reply;
-use crate::scripts::{self, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
+use crate::conn::{reply_error, Conn, Replies, Request, Retry};
+use crate::replication::Replication;
+use crate::reply::{ClaimReply, FastClaim, FinishReply, GetReply, ReleaseReply, ReplyError, Times};
+use crate::scripts::{CLAIM, FINISH, GET, RELEASE, RENEW, TOUCH};
+use crate::value::{self, n16};
+use crate::{connect, layout, reply};
 
 /// The Redis store: records live in Redis (or a Redis Cluster), one string per record; a claim
 /// is one pipelined `TIME` + `SET NX PX GET` (falling back to a script when it meets a pending
@@ -25,143 +25,29 @@ use crate::scripts::{self, CLAIM_SCRIPT, FINISH_SCRIPT, GET_SCRIPT, RELEASE_SCRI
 /// Redis's clock.
 ///
 /// See the [crate documentation](crate) for the data layout, the scripts and the guarantees.
-/// Clones share one connection (and one background thread); [`prefix`](Self::prefix) gives a
-/// clone in another namespace.
+/// Clones share one connection; [`prefix`](Self::prefix) gives a clone in another namespace.
 ///
 /// The store's futures can be driven by any executor or by [`idempotency_core::block_on`] on
-/// any thread, inside or outside a tokio runtime: the connection lives on a dedicated thread
-/// running its own single-threaded tokio runtime, and each call is a task spawned there whose
-/// reply is awaited. Dropping the last clone stops that thread (never blocking the caller).
+/// any thread, inside or outside a tokio runtime: sync callers get a sync connection on their
+/// own thread, async ones a multiplexed connection driven by their own runtime (see the crate
+/// documentation, "Connecting"). Dropping the last clone closes the connections, never
+/// blocking the caller.
 #[derive(Clone)]
 pub struct RedisStorage {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) conn: Arc<Conn>,
     pub(crate) prefix: Arc<str>,
     fence_retention_ms: u64,
-}
-
-pub(crate) struct Inner {
-    pub(crate) handle: Worker,
-    pub(crate) conn: Conn,
-    pub(crate) target: String,
-    // Dropped with the last clone: ends the background thread's `block_on`.
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    replication: Option<Replication>,
 }
 
 impl fmt::Debug for RedisStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStorage")
-            .field("target", &self.inner.target)
+            .field("target", &self.conn.target.name)
             .field("prefix", &self.prefix)
             .field("fence_retention_ms", &self.fence_retention_ms)
+            .field("replication", &self.replication)
             .finish_non_exhaustive()
-    }
-}
-
-/// The connection: a single server through a reconnecting `ConnectionManager`, or a cluster.
-#[derive(Clone)]
-pub(crate) enum Conn {
-    Single(ConnectionManager),
-    #[cfg(feature = "cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// Starts the background thread and its runtime; returns the runtime's handle and the
-/// shutdown sender.
-fn start_worker() -> Result<(Handle, tokio::sync::oneshot::Sender<()>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::storage("start", e))?;
-    let handle = runtime.handle().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("idempotency-redis".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let _ = rx.await;
-            });
-        })
-        .map_err(|e| Error::storage("start", e))?;
-    Ok((handle, tx))
-}
-
-/// The background runtime's handle and the server its connection goes to (for the messages
-/// of [`Error::Storage`]).
-pub(crate) struct Worker {
-    handle: Handle,
-    target: Target,
-}
-
-impl std::ops::Deref for Worker {
-    type Target = Handle;
-    fn deref(&self) -> &Handle {
-        &self.handle
-    }
-}
-
-/// Runs `fut` on the background runtime and waits for it from any executor. A Redis error
-/// becomes [`Error::Storage`] for `operation`, naming the server and the class of the cause.
-pub(crate) async fn run_on<T: Send + 'static>(
-    worker: &Worker,
-    operation: &'static str,
-    fut: impl Future<Output = RedisResult<T>> + Send + 'static,
-) -> Result<T> {
-    // Polled on the caller's thread inside the background runtime's context: the connection's
-    // I/O and timers are driven by the background thread, and no task is spawned per call.
-    InRuntime {
-        handle: &worker.handle,
-        fut: Box::pin(fut),
-    }
-    .await
-    .map_err(|e| worker.target.error(operation, e))
-}
-
-/// A future polled with `handle`'s runtime entered, so code that needs a tokio context
-/// (timers, the connection manager's reconnection task) works under any executor, including
-/// `idempotency_core::block_on` on a plain thread.
-struct InRuntime<'h, F> {
-    handle: &'h Handle,
-    fut: std::pin::Pin<Box<F>>,
-}
-
-impl<F: Future> Future for InRuntime<'_, F> {
-    type Output = F::Output;
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let this = self.get_mut();
-        let _entered = this.handle.enter();
-        this.fut.as_mut().poll(cx)
     }
 }
 
@@ -175,16 +61,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis())
         .unwrap_or(u64::MAX)
         .clamp(1, MAX_MILLIS)
-}
-
-/// Whether a claim that failed with `e` may have been applied by Redis and should be retried
-/// (time-out or connection lost after sending).
-fn is_ambiguous(e: &RedisError) -> bool {
-    e.is_timeout()
-        || e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
 }
 
 impl RedisStorage {
@@ -223,29 +99,21 @@ impl RedisStorage {
     /// [`Error::Storage`] when Redis cannot be reached.
     pub fn from_client(client: redis::Client) -> Result<RedisStorage> {
         let config = RedisConfig::new(client.get_connection_info().addr().to_string());
-        Self::connect_client(client, &config)
+        let conn = connect::open_client(client, &config)?;
+        Ok(Self::assemble(conn, &config))
     }
 
-    /// A store over an existing connection manager. Its driver task runs on the runtime that
-    /// created it, so that runtime must keep running while the store is used; prefer
-    /// [`from_client`](Self::from_client), which drives its connection on the store's own
-    /// thread.
+    /// A store over an existing connection manager, which every call uses (sync ones too).
+    /// Its driver task runs on the runtime that created it, so that runtime must keep running
+    /// while the store is used, and a sync call from that runtime's only thread would wait on
+    /// it forever; prefer [`from_client`](Self::from_client), which serves each caller on its
+    /// own thread or runtime.
     ///
     /// # Errors
     /// [`Error::Storage`] if the store's background thread cannot be started.
     pub fn from_connection_manager(manager: ConnectionManager) -> Result<RedisStorage> {
-        let (handle, shutdown) = start_worker()?;
-        let target = Target {
-            name: "redis (a connection manager)".into(),
-            db: manager.get_db(),
-        };
-        Ok(Self::assemble(
-            Worker { handle, target },
-            shutdown,
-            Conn::Single(manager),
-            "a connection manager".into(),
-            &RedisConfig::new(String::new()),
-        ))
+        let conn = connect::from_manager(manager)?;
+        Ok(Self::assemble(conn, &RedisConfig::new(String::new())))
     }
 
     /// A clone of this store (same connection) whose records live under `prefix` instead.
@@ -267,275 +135,205 @@ impl RedisStorage {
     }
 
     pub(crate) fn connect(config: RedisConfig) -> Result<RedisStorage> {
-        if let Some(url) = config
-            .nodes
-            .iter()
-            .find(|url| !cfg!(feature = "tls") && url.trim_start().starts_with("rediss://"))
-        {
-            return Err(Error::Config(format!(
-                "`{}`: `rediss://` (TLS) needs the `redis-tls` feature of `idempotency`: \
-                 `features = [\"redis-tls\"]` in Cargo.toml, or `--features redis-tls` on the \
-                 cargo command line (the `tls` feature of `idempotency-redis`)",
-                redact(url)
-            )));
-        }
-        if config.cluster {
-            return Self::connect_cluster(&config);
-        }
-        let url = config.nodes.first().map(String::as_str).unwrap_or_default();
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::Config(format!("invalid Redis URL `{}`: {e}", redact(url))))?;
-        Self::connect_client(client, &config)
+        let conn = connect::open(&config)?;
+        Ok(Self::assemble(conn, &config))
     }
 
-    fn connect_client(client: redis::Client, config: &RedisConfig) -> Result<RedisStorage> {
-        install_tls_provider();
-        let target = client.get_connection_info().addr().to_string();
-        let worker_target = Target::of(client.get_connection_info());
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_number_of_retries(config.reconnect_retries)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        let (handle, shutdown) = start_worker()?;
-        let worker = Worker {
-            handle,
-            target: worker_target,
-        };
-        let manager = idempotency_core::block_on(run_on(
-            &worker,
-            "connect",
-            ConnectionManager::new_with_config(client, manager_config),
-        ))?;
-        Ok(Self::assemble(
-            worker,
-            shutdown,
-            Conn::Single(manager),
-            target,
-            config,
-        ))
-    }
-
-    #[cfg(feature = "cluster")]
-    fn connect_cluster(config: &RedisConfig) -> Result<RedisStorage> {
-        install_tls_provider();
-        let client =
-            redis::cluster::ClusterClient::builder(config.nodes.iter().map(String::as_str))
-                .response_timeout(config.response_timeout)
-                .connection_timeout(config.connection_timeout)
-                .retries(u32::try_from(config.reconnect_retries).unwrap_or(u32::MAX))
-                .build()
-                .map_err(|e| Error::Config(format!("invalid Redis Cluster URLs: {e}")))?;
-        let target = format!(
-            "cluster [{}]",
-            config
-                .nodes
-                .iter()
-                .map(|n| redact(n))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let (handle, shutdown) = start_worker()?;
-        let worker = Worker {
-            handle,
-            target: Target {
-                name: format!("redis {target}"),
-                db: 0,
-            },
-        };
-        let conn = idempotency_core::block_on(run_on(&worker, "connect", async move {
-            client.get_async_connection().await
-        }))?;
-        Ok(Self::assemble(
-            worker,
-            shutdown,
-            Conn::Cluster(conn),
-            target,
-            config,
-        ))
-    }
-
-    #[cfg(not(feature = "cluster"))]
-    fn connect_cluster(_: &RedisConfig) -> Result<RedisStorage> {
-        Err(Error::Config(
-            "Redis Cluster needs the `cluster` feature".into(),
-        ))
-    }
-
-    fn assemble(
-        handle: Worker,
-        shutdown: tokio::sync::oneshot::Sender<()>,
-        conn: Conn,
-        target: String,
-        config: &RedisConfig,
-    ) -> RedisStorage {
+    fn assemble(conn: Conn, config: &RedisConfig) -> RedisStorage {
         RedisStorage {
-            inner: Arc::new(Inner {
-                handle,
-                conn,
-                target,
-                _shutdown: shutdown,
-            }),
+            conn: Arc::new(conn),
             prefix: Arc::from(config.prefix.as_str()),
             fence_retention_ms: millis(config.fence_retention),
+            replication: config.replication,
         }
     }
 
-    /// Runs one script invocation (or command) on the background runtime.
-    async fn script(
-        &self,
-        operation: &'static str,
-        script: &'static redis::Script,
-        key: String,
-        args: Vec<Vec<u8>>,
-    ) -> Result<Value> {
-        let mut conn = self.inner.conn.clone();
-        run_on(&self.inner.handle, operation, async move {
-            let mut inv = script.prepare_invoke();
-            inv.key(key);
-            for a in args {
-                inv.arg(a);
-            }
-            match inv.invoke_async::<Value>(&mut conn).await {
-                // Nothing was sent (a stale failed reconnection is reported once before the
-                // next one starts), so one retry is safe for every script.
-                Err(e) if e.is_connection_refusal() => inv.invoke_async::<Value>(&mut conn).await,
-                other => other,
-            }
-        })
-        .await
-    }
-
-    /// A fenced transition script (complete, fail, release, renew), retried once when its reply
-    /// was lost (time-out or connection dropped after sending): Redis may have applied it, and
-    /// each of these scripts answers its own effect, found already applied, as applied
-    /// (SEMANTICS.md scenario 5). Returns the reply and whether it is a retry's after a first
-    /// attempt that may have been applied (sent, reply lost; not a refused connection).
-    async fn transition(
-        &self,
-        operation: &'static str,
-        script: &'static redis::Script,
-        key: String,
-        args: Vec<Vec<u8>>,
-    ) -> Result<(Value, bool)> {
-        let mut conn = self.inner.conn.clone();
-        run_on(&self.inner.handle, operation, async move {
-            let mut inv = script.prepare_invoke();
-            inv.key(key);
-            for a in args {
-                inv.arg(a);
-            }
-            match inv.invoke_async::<Value>(&mut conn).await {
-                Err(e) if is_ambiguous(&e) => {
-                    let maybe_applied = !e.is_connection_refusal();
-                    inv.invoke_async::<Value>(&mut conn)
-                        .await
-                        .map(|v| (v, maybe_applied))
-                }
-                other => other.map(|v| (v, false)),
-            }
-        })
-        .await
-    }
-
-    /// The claim script, retried once when its reply was lost (time-out or connection dropped):
-    /// Redis may have applied it, and the retry then finds the caller's own `Pending` record and
-    /// answers it as acquired (SEMANTICS.md scenario 5).
-    async fn claim_value(&self, key: String, args: Vec<Vec<u8>>) -> Result<Value> {
-        let mut conn = self.inner.conn.clone();
-        run_on(&self.inner.handle, "claim", async move {
-            let mut inv = CLAIM_SCRIPT.prepare_invoke();
-            inv.key(key);
-            for a in args {
-                inv.arg(a);
-            }
-            match inv.invoke_async::<Value>(&mut conn).await {
-                Err(e) if is_ambiguous(&e) => inv.invoke_async::<Value>(&mut conn).await,
-                other => other,
-            }
-        })
-        .await
-    }
-
-    /// The claim fast path: `TIME` and `SET key value NX PX ms GET` in one round trip, retried
-    /// once like [`claim_value`](Self::claim_value) (a retry finds the caller's own pending
-    /// value and goes on to the claim script). Returns Redis's time (ms, read just before the
-    /// `SET`) and the previous value (`None`: the key was absent and is now claimed), or
-    /// `Err(None)` when the key holds another Redis type.
-    async fn fast_claim(
-        &self,
-        key: String,
-        value: Vec<u8>,
-        px: u64,
-    ) -> Result<std::result::Result<(u64, Option<Vec<u8>>), ()>> {
-        let mut conn = self.inner.conn.clone();
-        run_on(&self.inner.handle, "claim", async move {
-            let mut pipe = redis::pipe();
-            pipe.cmd("TIME")
-                .cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("NX")
-                .arg("PX")
-                .arg(px)
-                .arg("GET");
-            let reply = match pipe
-                .query_async::<((u64, u64), Option<Vec<u8>>)>(&mut conn)
-                .await
-            {
-                Err(e) if is_ambiguous(&e) => pipe.query_async(&mut conn).await,
-                other => other,
-            };
-            match reply {
-                Ok(((secs, micros), old)) => Ok(Ok((secs * 1000 + micros / 1000, old))),
-                Err(e) if e.code() == Some("WRONGTYPE") => Ok(Err(())),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-    }
-
+    /// Where the record of `key` lives, for errors.
     fn location(&self, key: &IdempotencyKey) -> String {
-        format!("{} (redis {})", key, self.inner.target)
+        format!("{} ({})", key, self.conn.target.name)
     }
 
-    /// Decodes a stored value (`times`: its resolved `created` and `until`, when a script
-    /// resolved them). A value that is not in this store's layout reads as what
-    /// [`Record::decode`] makes of it: corrupt, or incompatible (another format version); one
-    /// that holds another key's record is corrupt.
-    fn decode(
-        &self,
-        key: &IdempotencyKey,
-        value: &[u8],
-        times: Option<(u64, u64)>,
-    ) -> Result<Record> {
-        match scripts::record_bytes(value, times) {
-            Some(bytes) => {
-                let record = Record::decode_at(&bytes, || self.location(key))?;
-                if record.key != *key {
-                    // Copied or restored under another key: never this call's record.
-                    return Err(Error::CorruptRecord {
-                        key: self.location(key),
-                        reason: format!(
-                            "the value holds the record of another key (`{}`)",
-                            record.key
-                        ),
-                    });
-                }
-                Ok(record)
-            }
-            None => {
-                Record::decode_at(value, || self.location(key))?;
-                Err(self.not_a_record(key))
-            }
-        }
+    /// Reads a stored value as the record of `key` (see [`value::decode`]).
+    fn decode(&self, key: &IdempotencyKey, value: &[u8], times: Times) -> Result<Record> {
+        value::decode(key, value, times, &|| self.location(key))
     }
 
     fn not_a_record(&self, key: &IdempotencyKey) -> Error {
         Error::CorruptRecord {
             key: self.location(key),
-            reason: "not a record of this store's layout".into(),
+            reason: "a Redis key of another type, not a record string".into(),
+        }
+    }
+
+    /// Sends `req` and decodes its first reply with `parse`; the other replies are returned.
+    pub(crate) async fn run<T>(
+        &self,
+        req: Request,
+        parse: impl FnOnce(redis::Value) -> std::result::Result<T, ReplyError>,
+    ) -> Result<(T, Replies)> {
+        let op = req.op;
+        let mut replies = self.conn.exec(&req).await?;
+        let v = self.conn.take(op, &mut replies, 0)?;
+        let parsed = parse(v).map_err(|e| reply_error(op, e))?;
+        Ok((parsed, replies))
+    }
+
+    /// With replicated claims, `req` followed by `touch` (the holder's record written again on
+    /// this connection, as `req` left it) and `WAIT`, so the wait covers the record whatever
+    /// `req` found (a retry finds its own effect already applied, by another connection).
+    fn replicated(&self, req: Request, redis_key: &str, owner: &Owner) -> Request {
+        match &self.replication {
+            None => req,
+            Some(r) => req
+                .script(&TOUCH, &[redis_key], &[value::owner_token(owner)])
+                .cmd(r.wait_cmd()),
+        }
+    }
+
+    /// With replicated claims, checks the `WAIT` that [`replicated`](Self::replicated) added
+    /// (the last reply).
+    fn check_replicated(&self, op: &'static str, replies: &mut Replies) -> Result<()> {
+        let Some(r) = &self.replication else {
+            return Ok(());
+        };
+        let last = replies.len().saturating_sub(1);
+        let acknowledged =
+            reply::parse_int(self.conn.take(op, replies, last)?).map_err(|e| reply_error(op, e))?;
+        r.check(&self.conn.target, op, acknowledged)
+    }
+
+    /// With replicated claims, waits for the replicas to have `owner`'s fresh claim; when too
+    /// few acknowledge, releases it (nothing ran) and fails closed.
+    async fn replicate_claim(&self, key: &IdempotencyKey, owner: &Owner) -> Result<()> {
+        if self.replication.is_none() {
+            return Ok(());
+        }
+        let redis_key = self.record_key(key);
+        let req = self.replicated(Request::new("claim", Retry::IfAmbiguous), &redis_key, owner);
+        let waited = async {
+            let mut replies = self.conn.exec(&req).await?;
+            let touched = reply::parse_int(self.conn.take("claim", &mut replies, 0)?)
+                .map_err(|e| reply_error("claim", e))?;
+            if touched != 1 {
+                return Err(Error::LeaseLost { key: key.clone() });
+            }
+            self.check_replicated("claim", &mut replies)
+        };
+        match waited.await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Best effort: a failed release leaves the claim to its lease.
+                let _ = self.release(key, owner).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The claim fast path: `TIME` and `SET key value NX PX ms GET` in one round trip, retried
+    /// once when its reply was lost (a retry finds the caller's own pending value and goes on
+    /// to the claim script).
+    async fn fast_claim(&self, key: String, value: Vec<u8>, px: u64) -> Result<FastClaim> {
+        let mut set = redis::Cmd::with_capacity(7, key.len() + value.len() + 40);
+        set.arg("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(px)
+            .arg("GET");
+        let req = Request::new("claim", Retry::IfAmbiguous)
+            .cmd(cmd_with("TIME", 0))
+            .cmd(set);
+        let replies = self.conn.exec(&req).await?;
+        FastClaim::parse(Conn::all(replies)).map_err(|e| reply_error("claim", e))
+    }
+
+    /// The claim script (the slow path and the cache bypass).
+    async fn claim_script(
+        &self,
+        key: &IdempotencyKey,
+        req: &ClaimRequest,
+        lease_ms: u64,
+    ) -> Result<Claim> {
+        let args: [&[u8]; 6] = [
+            req.execution_id.as_bytes(),
+            &req.fingerprint.0,
+            &n16(lease_ms),
+            if req.refresh { b"1" } else { b"0" },
+            &n16(self.fence_retention_ms),
+            &value::body(key, &[], None)?,
+        ];
+        let request = Request::new("claim", Retry::IfAmbiguous).script(
+            &CLAIM,
+            &[self.record_key(key)],
+            &args,
+        );
+        let ((now, reply), _) = self.run(request, ClaimReply::parse).await?;
+        let acquired = |until, token, takeover| Claim::Acquired {
+            owner: Owner {
+                execution_id: req.execution_id,
+                fencing_token: token,
+            },
+            lease_until: Timestamp(until),
+            takeover,
+        };
+        match reply {
+            ClaimReply::Existing { value, times, .. } => Ok(Claim::Existing(Observed {
+                record: self.decode(key, &value, times)?,
+                now: Timestamp(now),
+            })),
+            ClaimReply::Claimed {
+                until,
+                takeover,
+                token,
+            } => Ok(acquired(until, token, takeover)),
+            ClaimReply::Own { until, token } => Ok(acquired(until, token, false)),
+            ClaimReply::WrongType => Err(self.not_a_record(key)),
+        }
+    }
+
+    /// A claim: the fast path, then the claim script when it met a pending value.
+    async fn claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
+        let lease_ms = millis(req.lease);
+        if req.refresh {
+            return self.claim_script(key, req, lease_ms).await;
+        }
+        let value = value::fast_pending(
+            key,
+            &req.execution_id,
+            &req.fingerprint,
+            lease_ms,
+            self.fence_retention_ms,
+        )?;
+        let px = lease_ms.saturating_add(self.fence_retention_ms);
+        match self.fast_claim(self.record_key(key), value, px).await? {
+            FastClaim::WrongType => Err(self.not_a_record(key)),
+            // Absent: claimed with token 1. The lease ends at the SET's time + lease, at or
+            // after `now + lease` (TIME ran just before the SET): the holder's view is never
+            // longer than the lease Redis keeps.
+            FastClaim::Done {
+                now,
+                previous: None,
+            } => Ok(Claim::Acquired {
+                owner: Owner {
+                    execution_id: req.execution_id,
+                    fencing_token: 1,
+                },
+                lease_until: Timestamp(now.saturating_add(lease_ms)),
+                takeover: false,
+            }),
+            // A finished value exists, so it is live: its key expires at its `UNTIL`.
+            FastClaim::Done {
+                now,
+                previous: Some(old),
+            } if value::stored_status(&old) != Some(layout::PENDING) => {
+                Ok(Claim::Existing(Observed {
+                    record: self.decode(key, &old, None)?,
+                    now: Timestamp(now),
+                }))
+            }
+            // A pending value: the caller's retried claim, a conflict or an expired lease.
+            FastClaim::Done { .. } => self.claim_script(key, req, lease_ms).await,
         }
     }
 
@@ -548,58 +346,59 @@ impl RedisStorage {
         error: Option<&RecordError>,
         ttl: Duration,
     ) -> Result<Record> {
-        let operation = if status == RecordStatus::Success {
+        let op = if status == RecordStatus::Success {
             "complete"
         } else {
             "fail"
         };
-        let args = vec![
-            scripts::magic_pending().to_vec(),
-            scripts::owner_token(owner),
-            vec![scripts::status_byte_of(status)],
-            millis(ttl).to_string().into_bytes(),
-            scripts::head(key, status, result, error),
+        let ttl_ms = millis(ttl).to_string();
+        let args: [&[u8]; 4] = [
+            &value::owner_token(owner),
+            &[value::status_byte(status)],
+            ttl_ms.as_bytes(),
+            &value::body(key, result, error)?,
         ];
-        let (v, _) = self
-            .transition(operation, &FINISH_SCRIPT, self.record_key(key), args)
+        let redis_key = self.record_key(key);
+        let req = Request::new(op, Retry::IfAmbiguous).script(&FINISH, &[&redis_key], &args);
+        let (reply, mut replies) = self
+            .run(self.replicated(req, &redis_key, owner), FinishReply::parse)
             .await?;
-        let items = reply::array(&v).map_err(|e| e.into_error(operation))?;
-        match reply::int_at(items, 0).map_err(|e| e.into_error(operation))? {
-            0 => Err(Error::LeaseLost { key: key.clone() }),
-            _ => {
-                let created = reply::u64_at(items, 2).map_err(|e| e.into_error(operation))?;
-                let until = reply::u64_at(items, 3).map_err(|e| e.into_error(operation))?;
-                let fp_bytes = reply::bytes_at(items, 4).map_err(|e| e.into_error(operation))?;
-                let fingerprint =
-                    <[u8; 32]>::try_from(fp_bytes)
-                        .map(Fingerprint)
-                        .map_err(|_| Error::CorruptRecord {
+        if !matches!(reply, FinishReply::Refused) {
+            self.check_replicated(op, &mut replies)?;
+        }
+        match reply {
+            FinishReply::Refused => Err(Error::LeaseLost { key: key.clone() }),
+            FinishReply::Finished {
+                created,
+                until,
+                fingerprint,
+            } => Ok(Record {
+                key: key.clone(),
+                status,
+                result: result.to_vec(),
+                error: error.cloned(),
+                created_at: Timestamp(created),
+                expires_at: Timestamp(until),
+                owner: *owner,
+                lease_until: None,
+                fingerprint: idempotency_core::Fingerprint(
+                    <[u8; 32]>::try_from(fingerprint.as_slice()).map_err(|_| {
+                        Error::CorruptRecord {
                             key: self.location(key),
                             reason: "undecodable fingerprint".into(),
-                        })?;
-                Ok(Record {
-                    key: key.clone(),
-                    status,
-                    result: result.to_vec(),
-                    error: error.cloned(),
-                    created_at: Timestamp(created),
-                    expires_at: Timestamp(until),
-                    owner: *owner,
-                    lease_until: None,
-                    fingerprint,
-                })
-            }
+                        }
+                    })?,
+                ),
+            }),
         }
     }
 }
 
-/// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the
-/// application installed one already (then this is a no-op).
-fn install_tls_provider() {
-    #[cfg(feature = "tls")]
-    {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+/// The command `name`, with room for `args` more arguments of a record key's size.
+pub(crate) fn cmd_with(name: &str, args: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(1 + args, name.len() + 80 * args);
+    cmd.arg(name);
+    cmd
 }
 
 /// `prefix` + `{` + hex(SHA-256(key)) + `}`.
@@ -617,113 +416,13 @@ pub(crate) fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
     out
 }
 
-/// A URL with its password replaced by `***`, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Storage for RedisStorage {
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
-        let lease_ms = millis(req.lease);
-        let redis_key = self.record_key(key);
-        if !req.refresh {
-            let value = scripts::fast_pending_value(
-                key,
-                &req.execution_id,
-                &req.fingerprint,
-                lease_ms,
-                self.fence_retention_ms,
-            );
-            let px = lease_ms.saturating_add(self.fence_retention_ms);
-            match self.fast_claim(redis_key.clone(), value, px).await? {
-                Err(()) => return Err(self.not_a_record(key)),
-                // Absent: claimed with token 1. The lease ends at the SET's time + lease, at or
-                // after `now + lease` (TIME ran just before the SET): the holder's view is
-                // never longer than the lease Redis keeps.
-                Ok((now, None)) => {
-                    return Ok(Claim::Acquired {
-                        owner: Owner {
-                            execution_id: req.execution_id,
-                            fencing_token: 1,
-                        },
-                        lease_until: Timestamp(now.saturating_add(lease_ms)),
-                        takeover: false,
-                    })
-                }
-                // A finished value exists, so it is live: its key expires at its `until`.
-                Ok((now, Some(old))) if scripts::status_byte(&old) != Some(b'P') => {
-                    let record = self.decode(key, &old, None)?;
-                    return Ok(Claim::Existing(Observed {
-                        record,
-                        now: Timestamp(now),
-                    }));
-                }
-                // A pending value: the caller's retried claim, a conflict or an expired lease.
-                Ok((_, Some(_))) => {}
-            }
+        let claim = self.claim(key, req).await?;
+        if let Claim::Acquired { owner, .. } = &claim {
+            self.replicate_claim(key, owner).await?;
         }
-        let retention = scripts::n16(self.fence_retention_ms).to_vec();
-        let args = vec![
-            scripts::magic().to_vec(),
-            scripts::owner_id(&req.execution_id),
-            scripts::fingerprint(&req.fingerprint),
-            scripts::n16(lease_ms).to_vec(),
-            if req.refresh {
-                b"1".to_vec()
-            } else {
-                b"0".to_vec()
-            },
-            retention,
-            scripts::head(key, RecordStatus::Pending, &[], None),
-        ];
-        let v = self.claim_value(redis_key, args).await?;
-        let items = reply::array(&v).map_err(|e| e.into_error("claim"))?;
-        let code = reply::int_at(items, 0).map_err(|e| e.into_error("claim"))?;
-        let now = Timestamp(reply::u64_at(items, 1).map_err(|e| e.into_error("claim"))?);
-        match code {
-            0 => {
-                let value = reply::bytes_at(items, 2).map_err(|e| e.into_error("claim"))?;
-                let times = match items.get(4) {
-                    Some(_) => Some((
-                        reply::u64_at(items, 3).map_err(|e| e.into_error("claim"))?,
-                        reply::u64_at(items, 4).map_err(|e| e.into_error("claim"))?,
-                    )),
-                    None => None,
-                };
-                let record = self.decode(key, value, times)?;
-                Ok(Claim::Existing(Observed { record, now }))
-            }
-            1 | 2 => {
-                let until = reply::u64_at(items, 2).map_err(|e| e.into_error("claim"))?;
-                let (takeover, token) = if code == 1 {
-                    (
-                        reply::int_at(items, 3).map_err(|e| e.into_error("claim"))? == 1,
-                        reply::u64_at(items, 4).map_err(|e| e.into_error("claim"))?,
-                    )
-                } else {
-                    (
-                        false,
-                        reply::u64_at(items, 3).map_err(|e| e.into_error("claim"))?,
-                    )
-                };
-                Ok(Claim::Acquired {
-                    owner: Owner {
-                        execution_id: req.execution_id,
-                        fencing_token: token,
-                    },
-                    lease_until: Timestamp(until),
-                    takeover,
-                })
-            }
-            _ => Err(self.not_a_record(key)),
-        }
+        Ok(claim)
     }
 
     async fn complete(
@@ -749,21 +448,20 @@ impl Storage for RedisStorage {
     }
 
     async fn release(&self, key: &IdempotencyKey, owner: &Owner) -> Result<bool> {
-        let args = vec![
-            scripts::magic_pending().to_vec(),
-            scripts::owner_token(owner),
-        ];
-        let (v, lost_reply) = self
-            .transition("release", &RELEASE_SCRIPT, self.record_key(key), args)
-            .await?;
-        // 1: deleted now. 0: no record; after a lost reply, that is the first attempt's delete
-        // (answered as it would have been). -1: another record is there (a newer holder, or a
+        let req = Request::new("release", Retry::IfAmbiguous).script(
+            &RELEASE,
+            &[self.record_key(key)],
+            &[value::owner_token(owner)],
+        );
+        let (reply, replies) = self.run(req, ReleaseReply::parse).await?;
+        // Deleted now; or no record, which after a lost reply is the first attempt's delete
+        // (answered as it would have been). Another record there (a newer holder, or a
         // finish): nothing was released, or it was and the key was claimed again since; both
         // read as "not released by this call", which never overstates what the caller held.
-        Ok(match reply::int(&v).map_err(|e| e.into_error("release"))? {
-            1 => true,
-            0 => lost_reply,
-            _ => false,
+        Ok(match reply {
+            ReleaseReply::Deleted => true,
+            ReleaseReply::Absent => replies.retried_after_loss,
+            ReleaseReply::Other => false,
         })
     }
 
@@ -773,74 +471,61 @@ impl Storage for RedisStorage {
         owner: &Owner,
         lease: Duration,
     ) -> Result<Timestamp> {
-        let args = vec![
-            scripts::magic_pending().to_vec(),
-            scripts::owner_token(owner),
-            scripts::n16(millis(lease)).to_vec(),
-            scripts::n16(self.fence_retention_ms).to_vec(),
+        let args: [&[u8]; 3] = [
+            &value::owner_token(owner),
+            &n16(millis(lease)),
+            &n16(self.fence_retention_ms),
         ];
-        let (v, _) = self
-            .transition("renew", &RENEW_SCRIPT, self.record_key(key), args)
+        let redis_key = self.record_key(key);
+        let req = Request::new("renew", Retry::IfAmbiguous).script(&RENEW, &[&redis_key], &args);
+        let (reply, mut replies) = self
+            .run(self.replicated(req, &redis_key, owner), reply::parse_renew)
             .await?;
-        let items = reply::array(&v).map_err(|e| e.into_error("renew"))?;
-        match reply::int_at(items, 0).map_err(|e| e.into_error("renew"))? {
-            0 => Err(Error::LeaseLost { key: key.clone() }),
-            _ => Ok(Timestamp(
-                reply::u64_at(items, 2).map_err(|e| e.into_error("renew"))?,
-            )),
+        match reply {
+            None => Err(Error::LeaseLost { key: key.clone() }),
+            Some(until) => {
+                self.check_replicated("renew", &mut replies)?;
+                Ok(Timestamp(until))
+            }
         }
     }
 
     async fn get(&self, key: &IdempotencyKey) -> Result<Option<Observed>> {
-        let v = self
-            .script(
-                "get",
-                &GET_SCRIPT,
-                self.record_key(key),
-                vec![scripts::magic().to_vec()],
-            )
-            .await?;
-        let items = reply::array(&v).map_err(|e| e.into_error("get"))?;
-        let now = Timestamp(reply::u64_at(items, 0).map_err(|e| e.into_error("get"))?);
-        match items.get(1) {
-            None => Ok(None),
-            Some(Value::BulkString(value)) => {
-                let times = match items.get(3) {
-                    Some(_) => Some((
-                        reply::u64_at(items, 2).map_err(|e| e.into_error("get"))?,
-                        reply::u64_at(items, 3).map_err(|e| e.into_error("get"))?,
-                    )),
-                    None => None,
-                };
-                let record = self.decode(key, value, times)?;
-                Ok(Some(Observed { record, now }))
-            }
-            Some(_) => Err(self.not_a_record(key)),
+        let no_args: [&[u8]; 0] = [];
+        let req =
+            Request::new("get", Retry::IfAmbiguous).script(&GET, &[self.record_key(key)], &no_args);
+        match self.run(req, GetReply::parse).await?.0 {
+            GetReply::Absent => Ok(None),
+            GetReply::Value { now, value, times } => Ok(Some(Observed {
+                record: self.decode(key, &value, times)?,
+                now: Timestamp(now),
+            })),
+            GetReply::WrongType => Err(self.not_a_record(key)),
         }
     }
 
     async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
-        let mut conn = self.inner.conn.clone();
-        let redis_key = self.record_key(key);
-        let n: i64 = run_on(&self.inner.handle, "delete", async move {
-            let del = redis::cmd("DEL").arg(redis_key).clone();
-            match del.query_async(&mut conn).await {
-                Err(e) if e.is_connection_refusal() => del.query_async(&mut conn).await,
-                other => other,
-            }
-        })
-        .await?;
-        Ok(n > 0)
+        let mut del = cmd_with("DEL", 1);
+        del.arg(self.record_key(key));
+        let req = Request::new("delete", Retry::IfUnsent).cmd(del);
+        Ok(self.run(req, reply::parse_int).await?.0 > 0)
     }
 }
 
+// The three operator methods, together (their bodies are in `listing.rs`).
 impl StorageAdmin for RedisStorage {
+    /// Redis expires records natively (every write sets the key's expiry in the same
+    /// command), so there is nothing to purge: always `Ok(0)`.
+    async fn purge_expired(&self) -> Result<u64> {
+        self.purge_expired_records().await
+    }
+
     /// Lists this store's records with `SCAN` (`COUNT limit`, a hint: a page may hold more or
     /// fewer entries), matching only this store's own key shape (`prefix{<64 hex>}`, the prefix
     /// glob-escaped; never user input), then reads the page's records in one script with
     /// Redis's time. The cursor is Redis's `SCAN` cursor: a record present for the whole listing
-    /// is returned at least once (possibly twice). Hashes whose `rec` does not decode, hashes
-    /// without `rec`, other types at a record key and records of another key are
+    /// is returned at least once (possibly twice). Values that do not read as records (corrupt,
+    /// another layout or format version, another Redis type, another key's record) are
     /// [`Listed::Unreadable`](idempotency_core::Listed::Unreadable), located by their Redis key.
     /// A Redis Cluster cannot be listed ([`Error::Config`]).
     async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page> {
@@ -852,12 +537,6 @@ impl StorageAdmin for RedisStorage {
     /// the check and the `DEL` run in one script, so a key rewritten meanwhile survives.
     async fn remove_unreadable(&self, location: &str) -> Result<bool> {
         self.remove_unreadable_at(location).await
-    }
-
-    /// Redis expires records natively (`PEXPIREAT` on every write), so there is nothing to
-    /// purge: always `Ok(0)`.
-    async fn purge_expired(&self) -> Result<u64> {
-        Ok(0)
     }
 }
 
@@ -876,13 +555,6 @@ mod tests {
         let other = IdempotencyKey::derive("op", 1, &"*?[\n../y").unwrap().key;
         assert_ne!(record_key("p:", &other), key);
         assert_ne!(record_key("q:", &hostile), key);
-    }
-
-    #[test]
-    fn redact_hides_the_password() {
-        assert_eq!(redact("redis://u:secret@h:1/2"), "redis://u:***@h:1/2");
-        assert_eq!(redact("redis://:secret@h"), "redis://:***@h");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Redis store against a real Redis: the conformance kit, processes racing on one key,
-//! an outage, an ambiguous claim reply, TTL presence, and (feature `cluster`) a local
+//! an outage, an ambiguous claim reply, TTL presence, replicated claims against a local
+//! replica, and (feature `cluster`) a local
 //! 3-master cluster.
 //!
 //! Redis comes from `IDEMPOTENCY_REDIS_URL` when set, else from a `redis-server` started on a
@@ -9,6 +10,7 @@
 
 mod ambiguous;
 mod connect_errors;
+mod dispatch;
 mod faults;
 mod harness;
 mod identity;
@@ -16,6 +18,7 @@ mod kit;
 mod long_running;
 mod outage;
 mod processes;
+mod replication;
 mod ttl;
 
 #[cfg(feature = "cluster")]

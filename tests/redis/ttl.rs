@@ -130,9 +130,17 @@ async fn scenario_26_layout_value_with_garbage_numbers_is_corrupt() {
         .on_store_error(idempotency::StoreErrorPolicy::FailOpen)
         .build()
         .unwrap();
+    // The store's own magic, as it writes it (the first five bytes of a value).
+    let probe = Call::new(IdempotencyKey::derive("redis::s26-garbage", 1, &"probe").unwrap());
+    m.execute(&probe, || async { 0_u8 }).await.unwrap();
+    let written: Vec<u8> = redis::cmd("GET")
+        .arg(h.store.record_key(&probe.key))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(&written[..4], b"IDR\x02");
     for (i, status) in [b'P', b'S', b'F'].into_iter().enumerate() {
         let c = Call::new(IdempotencyKey::derive("redis::s26-garbage", 1, &i).unwrap());
-        let mut value = vec![b'I', b'D', b'R', idempotency::Record::FORMAT_VERSION, b'r'];
+        let mut value = written[..5].to_vec();
         value.push(status);
         value.resize(200, b'x');
         let _: () = redis::cmd("SET")

@@ -71,10 +71,11 @@ pub(crate) fn execution_id() -> uuid::Uuid {
 /// Drives `fut` to completion on the current thread, parking it between polls.
 ///
 /// Works inside or outside a tokio runtime. The futures of the memory and file stores never
-/// wait on a runtime; the Redis store drives its connection on a runtime it owns, so its futures
-/// complete here too. Blocking a runtime worker thread this way is the caller's choice (the sync
-/// API exists for sync code).
+/// wait on a runtime; the Redis store sees [`in_block_on`](crate::in_block_on) and uses a sync
+/// connection on this thread, so its futures complete here too. Blocking a runtime worker thread
+/// this way is the caller's choice (the sync API exists for sync code).
 pub fn block_on<F: Future>(fut: F) -> F::Output {
+    let _in_block_on = crate::blocking::InBlockOn::enter();
     let mut fut = std::pin::pin!(fut);
     let waker = THREAD_WAKER
         .try_with(Waker::clone)
