@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::record::Owner;
 use crate::rt::{self, TaskHandle};
-use crate::telemetry::Step;
+use crate::telemetry::{Step, StoreTimer};
 
 use super::Inner;
 
@@ -113,7 +113,9 @@ async fn renew(plan: Plan, ctx: Arc<CallContext>) {
         let sent = Instant::now();
         last = sent;
         lease_state.set_renewing(true);
+        let timer = StoreTimer::start();
         let renewed = inner.storage.renew(stored, &owner, lease).await;
+        timer.stop("renew");
         lease_state.set_renewing(false);
         if lease_state.is_stopped() {
             return;
