@@ -109,7 +109,9 @@ pub trait Pipeline {
 
     /// The pipeline logic: one run over `input`. Called at most once per idempotency key while
     /// its record lives, unless a caller bypasses the stored result
-    /// ([`IdempotentPipeline::execute_refresh`]) or a crashed holder's lease expired.
+    /// ([`IdempotentPipeline::execute_refresh`]) or a crashed holder's lease expired. Its lease
+    /// is renewed while it runs; inside it, [`current`](crate::current) gives the call's key,
+    /// fencing token and derived keys for downstream APIs.
     ///
     /// # Errors
     /// The pipeline's own error type; it becomes the outcome's value.

@@ -4,11 +4,12 @@
 //! Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod cases;
 
 use std::sync::Arc;
 
-use idempotency::{DynStorage, FileStorage, ManualClock, MemoryStorage, Timestamp};
+use idempotency::{Durability, DynStorage, FileStorage, ManualClock, MemoryStorage, Timestamp};
 
 use cases::Fixture;
 
@@ -41,6 +42,13 @@ impl Fixture for File {
     fn store(&self) -> Arc<dyn DynStorage> {
         Arc::new(FileStorage::open(Self::dir()).unwrap())
     }
+    fn store_without_fsync(&self) -> Arc<dyn DynStorage> {
+        let store = FileStorage::builder(Self::dir())
+            .durability(Durability::Buffered)
+            .open()
+            .unwrap();
+        Arc::new(store)
+    }
     fn clocked(&self) -> Option<(Arc<dyn DynStorage>, ManualClock)> {
         let clock = ManualClock::new(START);
         let store = FileStorage::builder(Self::dir())
@@ -51,42 +59,22 @@ impl Fixture for File {
     }
 }
 
-/// One test per case, on the store of the enclosing module.
-macro_rules! cases {
-    ($fixture:expr; $($name:ident),* $(,)?) => {$(
+/// One test per case, on the store of the enclosing module's `FIXTURE`.
+macro_rules! on_fixture {
+    ($($name:ident),* $(,)?) => {$(
         #[test]
         fn $name() {
-            crate::cases::$name(&$fixture);
+            crate::cases::$name(&FIXTURE);
         }
     )*};
 }
 
-macro_rules! all_cases {
-    ($fixture:expr) => {
-        cases!($fixture;
-            scenario_14_a_body_longer_than_its_lease_keeps_it,
-            scenario_14_a_failed_renewal_does_not_lose_the_lease,
-            scenario_14_a_refused_renewal_loses_the_lease,
-            scenario_14_an_async_body_can_await_the_loss,
-            scenario_14_renewals_stop_when_the_body_panics,
-            scenario_14_renewals_are_bounded,
-            scenario_14_renewal_can_be_turned_off,
-            scenario_12_a_stale_holder_changes_nothing,
-            scenario_15_current_in_a_sync_body,
-            scenario_15_current_in_an_async_body,
-            scenario_15_current_in_a_pipeline_run,
-            scenario_15_a_takeover_sees_token_2_and_the_same_derived_key,
-            scenario_9_a_dropped_future_is_left_to_its_lease,
-            scenario_21_the_failure_ttl_counts_from_the_failure,
-            scenario_31_a_wait_under_contention_ends_in_time,
-        );
-    };
-}
-
 mod memory {
-    all_cases!(super::Memory);
+    const FIXTURE: super::Memory = super::Memory;
+    every_case!(on_fixture);
 }
 
 mod file {
-    all_cases!(super::File);
+    const FIXTURE: super::File = super::File;
+    every_case!(on_fixture);
 }

@@ -9,6 +9,7 @@ use idempotency::{DynStorage, ManualClock};
 use crate::harness::RedisHarness;
 
 #[path = "../long_running/cases.rs"]
+#[macro_use]
 mod cases;
 
 struct Redis(RedisHarness);
@@ -22,7 +23,8 @@ impl cases::Fixture for Redis {
     }
 }
 
-macro_rules! cases {
+/// One test per case, each on a fresh harness (a unique key prefix).
+macro_rules! on_redis {
     ($($name:ident),* $(,)?) => {$(
         #[test]
         fn $name() {
@@ -32,20 +34,4 @@ macro_rules! cases {
     )*};
 }
 
-cases!(
-    scenario_14_a_body_longer_than_its_lease_keeps_it,
-    scenario_14_a_failed_renewal_does_not_lose_the_lease,
-    scenario_14_a_refused_renewal_loses_the_lease,
-    scenario_14_an_async_body_can_await_the_loss,
-    scenario_14_renewals_stop_when_the_body_panics,
-    scenario_14_renewals_are_bounded,
-    scenario_14_renewal_can_be_turned_off,
-    scenario_12_a_stale_holder_changes_nothing,
-    scenario_15_current_in_a_sync_body,
-    scenario_15_current_in_an_async_body,
-    scenario_15_current_in_a_pipeline_run,
-    scenario_15_a_takeover_sees_token_2_and_the_same_derived_key,
-    scenario_9_a_dropped_future_is_left_to_its_lease,
-    scenario_21_the_failure_ttl_counts_from_the_failure,
-    scenario_31_a_wait_under_contention_ends_in_time,
-);
+every_case!(on_redis);

@@ -117,10 +117,8 @@ impl<'a> Attempt<'a> {
             };
         if ctx.lease.loss() == Some(Loss::TakenOver) && !matches!(disposition, Disposition::Release)
         {
-            // Another caller holds the key: the store would refuse the write (fencing).
-            self.inner
-                .counters
-                .step(Step::FencedOut, self.key(), Some(self.owner()));
+            // Another caller holds the key: the store would refuse the write (fencing). The
+            // refused renewal was counted as fenced out.
             return Err(Error::LeaseLost {
                 key: self.key().clone(),
             });

@@ -1,5 +1,5 @@
 //! Lease renewal (SEMANTICS.md scenario 14): while a body runs, its lease is extended every
-//! third of the lease, on the shared timer thread (`rt::spawn`), for sync and async bodies
+//! third of the lease, as a task of the shared timer (`rt::spawn`), for sync and async bodies
 //! alike. A renewal is "extend iff the record still carries this owner" ([`Storage::renew`]).
 //!
 //! - A renewal the store refuses (another caller holds the key, or the record is gone) loses
@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::record::Owner;
 use crate::rt::{self, TaskHandle};
-use crate::telemetry::Step;
+use crate::telemetry::{Step, StoreTimer};
 
 use super::Inner;
 
@@ -87,8 +87,11 @@ async fn renew(plan: Plan, ctx: Arc<CallContext>) {
     let bound = inner.config.max_lease_renewal;
     // The lease runs at least until `confirmed + lease` (caller-side monotonic time).
     let mut confirmed = claimed_at;
+    // Renewals are due every third of a lease from the last one sent, however long a store
+    // call took.
+    let mut last = claimed_at;
     loop {
-        rt::sleep(every).await;
+        rt::sleep(every.saturating_sub(last.elapsed())).await;
         if lease_state.is_stopped() {
             return;
         }
@@ -108,8 +111,11 @@ async fn renew(plan: Plan, ctx: Arc<CallContext>) {
             return;
         }
         let sent = Instant::now();
+        last = sent;
         lease_state.set_renewing(true);
+        let timer = StoreTimer::start();
         let renewed = inner.storage.renew(stored, &owner, lease).await;
+        timer.stop("renew");
         lease_state.set_renewing(false);
         if lease_state.is_stopped() {
             return;

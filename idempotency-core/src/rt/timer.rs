@@ -1,10 +1,13 @@
 //! One timer thread per process serves every wait of this crate: the sleeps between polls
-//! under `ConflictPolicy::Wait` and between completion retries, and the lease renewals of every
-//! call, which run as small tasks on that thread ([`spawn`]). No thread is started per sleep or
-//! per call. The thread starts on first use and again in a child forked without `exec` (which
-//! inherits the parent's state but not its threads).
+//! under `ConflictPolicy::Wait` and between completion retries, and the waits between the lease
+//! renewals of every call. The renewals themselves are small tasks ([`spawn`]) polled by a pool
+//! of at most [`MAX_WORKERS`] threads, started as needed: a store whose calls block (the file
+//! store's `fsync`) then never delays a timer, and one slow store call never holds up every
+//! other renewal. No thread is started per sleep or per call. The threads start on first use and
+//! again in a child forked without `exec` (which inherits the parent's state but not its
+//! threads).
 //!
-//! Tasks are polled on the timer thread, so a store's futures must not need the caller's
+//! Tasks are polled on those threads, so a store's futures must not need the caller's
 //! executor: the same rule the sync API (`block_on`) already sets. A panic in a task ends that
 //! task only.
 
@@ -28,9 +31,14 @@ const IDLE_TICK: Duration = Duration::from_secs(5);
 /// `Instant + Duration::MAX` overflows.
 const MAX_SLEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// The most threads that poll tasks at once.
+pub(crate) const MAX_WORKERS: usize = 4;
+
 struct Timer {
     state: Mutex<State>,
     wakeup: Condvar,
+    pool: Mutex<Pool>,
+    work: Condvar,
 }
 
 #[derive(Default)]
@@ -38,11 +46,17 @@ struct State {
     /// Pending sleeps by deadline (the id breaks ties).
     sleeps: BTreeMap<(Instant, u64), Waker>,
     next_id: u64,
-    /// Tasks woken and waiting to be polled.
-    ready: VecDeque<Arc<Task>>,
     /// Whether the thread waits on the condvar, and until when. A caller notifies it only when
     /// it must wake earlier: most calls cost no system call.
     parked: Option<Instant>,
+}
+
+/// The tasks woken and waiting to be polled, and the threads that poll them.
+#[derive(Default)]
+struct Pool {
+    ready: VecDeque<Arc<Task>>,
+    workers: usize,
+    idle: usize,
 }
 
 /// The timer of this process: `(process id, timer)`, restarted after a `fork`.
@@ -64,6 +78,8 @@ fn timer() -> Option<Arc<Timer>> {
     let t = Arc::new(Timer {
         state: Mutex::new(State::default()),
         wakeup: Condvar::new(),
+        pool: Mutex::new(Pool::default()),
+        work: Condvar::new(),
     });
     let run = Arc::clone(&t);
     thread::Builder::new()
@@ -75,7 +91,7 @@ fn timer() -> Option<Arc<Timer>> {
 }
 
 impl Timer {
-    /// The thread: fires due sleeps, polls woken tasks, and waits for the next deadline.
+    /// The timer thread: fires due sleeps and waits for the next deadline.
     fn run(&self) {
         let mut state = lock(&self.state);
         loop {
@@ -87,8 +103,7 @@ impl Timer {
                 }
                 due.push(entry.remove());
             }
-            let ready: Vec<Arc<Task>> = state.ready.drain(..).collect();
-            if due.is_empty() && ready.is_empty() {
+            if due.is_empty() {
                 // Wake at the next deadline, and at least every `IDLE_TICK`: a sleep that ends
                 // later than the planned wake-up then needs no notification, and a call whose
                 // renewal is registered and cancelled before its first deadline (most calls)
@@ -108,19 +123,50 @@ impl Timer {
             for waker in due {
                 waker.wake();
             }
-            for task in ready {
-                task.run();
-            }
             state = lock(&self.state);
         }
     }
 
-    /// Wakes the thread if it waits past `at` (`None`: now).
-    fn notify(&self, state: &State, at: Option<Instant>) {
-        if let Some(until) = state.parked {
-            if at.is_none_or(|at| at < until) {
-                self.wakeup.notify_one();
+    /// Wakes the thread if it waits past `at`.
+    fn notify(&self, state: &State, at: Instant) {
+        if state.parked.is_some_and(|until| at < until) {
+            self.wakeup.notify_one();
+        }
+    }
+
+    /// Queues a woken task for a worker, starting one when none is idle and fewer than
+    /// [`MAX_WORKERS`] run. Without any worker (none could be started) the task waits.
+    fn push(self: &Arc<Self>, task: Arc<Task>) {
+        let mut pool = lock(&self.pool);
+        pool.ready.push_back(task);
+        if pool.idle > 0 {
+            self.work.notify_one();
+        } else if pool.workers < MAX_WORKERS {
+            let timer = Arc::clone(self);
+            let started = thread::Builder::new()
+                .name("idempotency-renew".into())
+                .spawn(move || timer.work());
+            if started.is_ok() {
+                pool.workers += 1;
+            } else if pool.workers == 0 {
+                tracing::warn!(target: "idempotency", "no thread for lease renewals");
             }
+        }
+    }
+
+    /// A worker: polls woken tasks, one at a time.
+    fn work(&self) {
+        let mut pool = lock(&self.pool);
+        loop {
+            if let Some(task) = pool.ready.pop_front() {
+                drop(pool);
+                task.run();
+                pool = lock(&self.pool);
+                continue;
+            }
+            pool.idle += 1;
+            pool = self.work.wait(pool).unwrap_or_else(PoisonError::into_inner);
+            pool.idle -= 1;
         }
     }
 }
@@ -173,7 +219,7 @@ impl Future for Sleep {
                 let id = state.next_id;
                 state.next_id += 1;
                 state.sleeps.insert((this.deadline, id), cx.waker().clone());
-                timer.notify(&state, Some(this.deadline));
+                timer.notify(&state, this.deadline);
                 drop(state);
                 this.entry = Some((timer, id));
             }
@@ -196,7 +242,7 @@ impl Drop for Sleep {
     }
 }
 
-/// A future run on the timer thread ([`spawn`]).
+/// A future polled by the workers ([`spawn`]).
 struct Task {
     timer: Arc<Timer>,
     future: Mutex<Option<TaskFuture>>,
@@ -225,7 +271,7 @@ impl Task {
         let done = cancelled() || {
             let waker = Waker::from(Arc::clone(self));
             let mut cx = Context::from_waker(&waker);
-            // A panic in a task (a store's future) ends that task, never the timer thread.
+            // A panic in a task (a store's future) ends that task, never its worker.
             let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
             !matches!(polled, Ok(Poll::Pending)) || cancelled()
         };
@@ -241,16 +287,14 @@ impl Wake for Task {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::SeqCst) {
-            let mut state = lock(&self.timer.state);
-            state.ready.push_back(Arc::clone(self));
-            self.timer.notify(&state, None);
+            self.timer.push(Arc::clone(self));
         }
     }
 }
 
 /// Owns a task started by [`spawn`]; dropping it cancels the task without blocking: the future
-/// is dropped at once when [`Idle::is_idle`] says it may be (it sleeps between steps), else by the
-/// timer thread when its current step ends (a store call is never cut off mid-flight).
+/// is dropped at once when [`Idle::is_idle`] says it may be (it sleeps between steps), else by
+/// a worker when its current step ends (a store call is never cut off mid-flight).
 pub(crate) struct TaskHandle(Arc<Task>);
 
 impl std::fmt::Debug for TaskHandle {
@@ -263,8 +307,8 @@ impl Drop for TaskHandle {
     fn drop(&mut self) {
         let task = &self.0;
         task.cancelled.store(true, Ordering::SeqCst);
-        // Never wait for the timer thread: if it is polling the task now, it drops the
-        // future after this poll.
+        // Never wait for a worker: if one is polling the task now, it drops the future after
+        // this poll.
         if let Ok(mut slot) = task.future.try_lock() {
             if task.idle.is_idle() {
                 *slot = None;
@@ -275,8 +319,8 @@ impl Drop for TaskHandle {
     }
 }
 
-/// Starts `fut` as a task of the timer thread and polls it once on the calling thread (so a
-/// task that starts with a sleep costs no wake-up of the timer thread). `idle` answers whether
+/// Starts `fut` as a task of the pool and polls it once on the calling thread (so a task that
+/// starts with a sleep costs no thread a wake-up). `idle` answers whether
 /// the future may be dropped at any moment it is not being polled (see [`TaskHandle`]).
 /// `None` when no timer thread could be started.
 pub(crate) fn spawn(fut: TaskFuture, idle: Arc<dyn Idle>) -> Option<TaskHandle> {
@@ -397,7 +441,7 @@ mod tests {
         assert!(!dropped.load(Ordering::SeqCst), "not cut off mid-step");
         step_done.send(()).unwrap();
         done.recv().unwrap();
-        // The timer thread drops the finished future right after this poll.
+        // A worker drops the finished future right after this poll.
         let give_up = Instant::now() + Duration::from_secs(10);
         while !dropped.load(Ordering::SeqCst) && Instant::now() < give_up {
             thread::yield_now();
