@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use idempotency::{
-    block_on, DynStorageAdmin, FileStorage, Listed, ManualClock, MemoryStorage, StoreUrl,
-    Timestamp,
+    block_on, DynStorageAdmin, FileStorage, Listed, ManualClock, MemoryStorage, StoreUrl, Timestamp,
 };
 
 use crate::error::{CliError, Exit};

@@ -242,16 +242,13 @@ async fn refresh_bypasses_and_replaces_the_stored_result() {
 }
 
 #[tokio::test]
-async fn key_prefix_namespaces_records() {
+async fn prefixed_stores_namespace_records() {
     let store = MemoryStorage::new();
-    let a = IdempotencyManager::builder(store.clone())
-        .key_prefix("app-a/")
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let b = IdempotencyManager::builder(store.clone())
-        .key_prefix("app-b/")
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let prefixed = |p: &str| {
+        idempotency_core::Prefixed::new(store.clone(), p).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let a = IdempotencyManager::new(prefixed("app-a"));
+    let b = IdempotencyManager::new(prefixed("app-b"));
     let c = call("shared");
     assert_eq!(
         a.execute(&c, || async { 1_u8 }).await.map(|o| o.value).ok(),

@@ -16,7 +16,6 @@ use crate::telemetry::{Step, StoreTimer};
 use super::codec::{Codec, Disposition};
 use super::config::Settings;
 use super::outcome::{Outcome, Provenance, Retention};
-use super::prefix::CallKey;
 use super::renewal::{Plan, Renewal};
 use super::Inner;
 
@@ -35,7 +34,7 @@ pub(super) struct Lease {
 /// The claim this caller holds on one call's key, with what it needs to finish it.
 pub(super) struct Attempt<'a> {
     inner: &'a Arc<Inner>,
-    key: CallKey<'a>,
+    key: &'a IdempotencyKey,
     lease: Lease,
     settings: Settings,
 }
@@ -43,7 +42,7 @@ pub(super) struct Attempt<'a> {
 impl<'a> Attempt<'a> {
     pub(super) fn new(
         inner: &'a Arc<Inner>,
-        key: CallKey<'a>,
+        key: &'a IdempotencyKey,
         lease: Lease,
         settings: Settings,
     ) -> Self {
@@ -57,7 +56,7 @@ impl<'a> Attempt<'a> {
 
     /// The idempotency key as the caller named it.
     pub(super) fn key(&self) -> &IdempotencyKey {
-        self.key.caller()
+        self.key
     }
 
     /// The holder.
@@ -130,7 +129,6 @@ impl<'a> Attempt<'a> {
     fn renew(&self, ctx: &Arc<CallContext>) -> Renewal {
         let plan = Plan {
             inner: Arc::clone(self.inner),
-            stored: self.key.stored_if_other(),
             owner: self.lease.owner,
             lease: self.settings.lease,
             claimed_at: self.lease.claimed_at,
@@ -164,12 +162,7 @@ impl<'a> Attempt<'a> {
             Disposition::Release => {
                 // The caller gets its own retryable error either way; if the release fails the
                 // claim blocks the key until its lease ends.
-                let step = match self
-                    .inner
-                    .storage
-                    .release(self.key.stored(), self.owner())
-                    .await
-                {
+                let step = match self.inner.storage.release(self.key, self.owner()).await {
                     Ok(_) => Step::Released,
                     Err(_) => Step::StoreError("release"),
                 };
@@ -188,11 +181,7 @@ impl<'a> Attempt<'a> {
 
     /// Releases the claim after a panic (a panic is retryable), before the panic resumes.
     async fn abandon(&self) {
-        let _ = self
-            .inner
-            .storage
-            .release(self.key.stored(), self.owner())
-            .await;
+        let _ = self.inner.storage.release(self.key, self.owner()).await;
         let counters = &self.inner.counters;
         counters.step(Step::Released, self.key(), Some(self.owner()));
     }
@@ -206,7 +195,7 @@ impl<'a> Attempt<'a> {
     async fn write(&self, what: std::result::Result<&[u8], &RecordError>) -> Result<Record> {
         let storage = &self.inner.storage;
         let counters = &self.inner.counters;
-        let (key, owner) = (self.key.stored(), self.owner());
+        let (key, owner) = (self.key, self.owner());
         let attempts = self.inner.config.complete_attempts;
         let mut backoff = Duration::from_millis(10);
         let mut attempt = 1;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::key::IdempotencyKey;
 use crate::record::{Owner, RecordStatus};
 use crate::rt;
 use crate::storage::{Claim, ClaimRequest, Observed};
@@ -14,7 +15,6 @@ use crate::telemetry::{Counters, Step, StoreTimer};
 use super::attempt::{Attempt, Lease};
 use super::config::Settings;
 use super::options::{Call, ConflictPolicy, FingerprintPolicy, StoreErrorPolicy};
-use super::prefix::CallKey;
 use super::IdempotencyManager;
 
 /// What the claim step found.
@@ -46,7 +46,7 @@ impl IdempotencyManager {
     pub(super) async fn claim<'a>(
         &'a self,
         call: &Call,
-        key: CallKey<'a>,
+        key: &'a IdempotencyKey,
         settings: Settings,
     ) -> Result<Claimed<'a>> {
         let storage = &self.inner.storage;
@@ -59,7 +59,7 @@ impl IdempotencyManager {
         loop {
             let claimed_at = Instant::now();
             let timer = StoreTimer::start();
-            let claimed = storage.try_claim(key.stored(), &req).await;
+            let claimed = storage.try_claim(key, &req).await;
             timer.stop("claim");
             let claim = match claimed {
                 Ok(c) => c,
@@ -70,11 +70,11 @@ impl IdempotencyManager {
                 Claim::Acquired {
                     owner, takeover, ..
                 } => {
-                    counters.step(Step::Claimed, key.caller(), Some(&owner));
+                    counters.step(Step::Claimed, key, Some(&owner));
                     if takeover {
-                        counters.step(Step::TookOver, key.caller(), Some(&owner));
+                        counters.step(Step::TookOver, key, Some(&owner));
                     }
-                    crate::fault_point!(crate::fault::AFTER_CLAIM, key.caller().as_str());
+                    crate::fault_point!(crate::fault::AFTER_CLAIM, key.as_str());
                     let lease = Lease {
                         owner,
                         claimed_at,
@@ -89,11 +89,9 @@ impl IdempotencyManager {
             let mismatch = obs.record.fingerprint != call.fingerprint;
             if mismatch {
                 let rejected = settings.fingerprint == FingerprintPolicy::Reject;
-                counters.step(Step::Mismatch { rejected }, key.caller(), None);
+                counters.step(Step::Mismatch { rejected }, key, None);
                 if rejected {
-                    return Err(Error::FingerprintMismatch {
-                        key: key.caller().clone(),
-                    });
+                    return Err(Error::FingerprintMismatch { key: key.clone() });
                 }
             }
             match obs.record.status {
@@ -101,13 +99,13 @@ impl IdempotencyManager {
                     let holder = obs.record.owner;
                     if !wait.again(counters, &key, &holder).await {
                         return Err(Error::InProgress {
-                            key: key.caller().clone(),
+                            key: key.clone(),
                             lease_until: obs.record.expires_at,
                         });
                     }
                 }
                 RecordStatus::Success | RecordStatus::Failed => {
-                    counters.step(Step::Replayed, key.caller(), Some(&obs.record.owner));
+                    counters.step(Step::Replayed, key, Some(&obs.record.owner));
                     return Ok(Claimed::Finished { obs, mismatch });
                 }
             }
@@ -117,14 +115,16 @@ impl IdempotencyManager {
     /// A cache bypass replaces the record, so under the reject policy it must not replace a
     /// record made from other inputs (checked before the claim; the claim itself is still
     /// atomic).
-    async fn refuse_refresh_of_other_inputs(&self, call: &Call, key: &CallKey<'_>) -> Result<()> {
-        if let Some(obs) = self.inner.storage.get(key.stored()).await? {
+    async fn refuse_refresh_of_other_inputs(
+        &self,
+        call: &Call,
+        key: &IdempotencyKey,
+    ) -> Result<()> {
+        if let Some(obs) = self.inner.storage.get(key).await? {
             if obs.status() != RecordStatus::Expired && obs.record.fingerprint != call.fingerprint {
                 let step = Step::Mismatch { rejected: true };
-                self.inner.counters.step(step, key.caller(), None);
-                return Err(Error::FingerprintMismatch {
-                    key: key.caller().clone(),
-                });
+                self.inner.counters.step(step, key, None);
+                return Err(Error::FingerprintMismatch { key: key.clone() });
             }
         }
         Ok(())
@@ -135,18 +135,18 @@ impl IdempotencyManager {
     fn store_down<'a>(
         &self,
         e: Error,
-        key: &CallKey<'_>,
+        key: &IdempotencyKey,
         req: &ClaimRequest,
     ) -> Result<Claimed<'a>> {
         if !e.is_store_unavailable() {
             return Err(e);
         }
         let counters = &self.inner.counters;
-        counters.step(Step::StoreError("claim"), key.caller(), None);
+        counters.step(Step::StoreError("claim"), key, None);
         if self.inner.config.on_store_error == StoreErrorPolicy::FailClosed {
             return Err(e);
         }
-        counters.step(Step::Unprotected, key.caller(), None);
+        counters.step(Step::Unprotected, key, None);
         Ok(Claimed::Unprotected {
             execution_id: req.execution_id,
         })
@@ -184,9 +184,9 @@ impl Wait {
 
     /// After a conflict with `holder`: sleeps until the next poll and answers `true`, or
     /// answers `false` when the caller must give up (the reject policy, or the wait is over).
-    async fn again(&mut self, counters: &Counters, key: &CallKey<'_>, holder: &Owner) -> bool {
+    async fn again(&mut self, counters: &Counters, key: &IdempotencyKey, holder: &Owner) -> bool {
         if !self.waited {
-            counters.step(Step::Conflict, key.caller(), Some(holder));
+            counters.step(Step::Conflict, key, Some(holder));
         }
         let since = *self.started.get_or_insert_with(Instant::now);
         match self.policy {

@@ -9,7 +9,6 @@ use crate::storage::{ClaimRequest, DynStorage};
 use crate::telemetry::Counters;
 
 use super::options::{Call, ConflictPolicy, FingerprintPolicy, StoreErrorPolicy};
-use super::prefix::KeyPrefix;
 use super::{IdempotencyManager, Inner};
 
 /// The manager's settings. Build with [`IdempotencyManager::builder`].
@@ -22,7 +21,6 @@ pub struct ManagerConfig {
     fingerprint: FingerprintPolicy,
     pub(super) on_store_error: StoreErrorPolicy,
     cache_failures: bool,
-    pub(super) key_prefix: KeyPrefix,
     pub(super) max_result_bytes: usize,
     pub(super) complete_attempts: u32,
     pub(super) poll_interval: Duration,
@@ -40,7 +38,6 @@ impl Default for ManagerConfig {
             fingerprint: FingerprintPolicy::Replay,
             on_store_error: StoreErrorPolicy::FailClosed,
             cache_failures: true,
-            key_prefix: KeyPrefix::default(),
             max_result_bytes: 128 << 20,
             complete_attempts: 3,
             poll_interval: Duration::from_millis(10),
@@ -62,10 +59,6 @@ impl ManagerConfig {
     /// The lease (pending timeout).
     pub fn pending_timeout(&self) -> Duration {
         self.pending_timeout
-    }
-    /// The key prefix (namespace).
-    pub fn key_prefix(&self) -> &str {
-        self.key_prefix.as_str()
     }
     /// Whether a function's own errors are stored as `Failed` records by default (a call's
     /// [`CallOptions::cache_failures`](super::CallOptions::cache_failures) overrides it).
@@ -187,11 +180,6 @@ impl ManagerBuilder {
         self.config.cache_failures = cache;
         self
     }
-    /// A namespace prepended to the operation name of every key this manager stores.
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.key_prefix = KeyPrefix::new(prefix.into());
-        self
-    }
     /// The largest encoded result (or stored error) kept, in bytes (default 128 MiB; values are
     /// CBOR, where a `Vec<u8>` takes up to 2 bytes per element, a `serde_bytes` buffer 1). A
     /// larger value is not retained: the caller that ran the function still gets it, marked
@@ -244,7 +232,6 @@ impl ManagerBuilder {
     pub fn build(self) -> Result<IdempotencyManager> {
         let c = &self.config;
         validate_durations(c.default_ttl, c.failure_ttl, c.pending_timeout)?;
-        c.key_prefix.validate()?;
         Ok(IdempotencyManager {
             inner: Arc::new(Inner {
                 storage: self.storage,

@@ -9,7 +9,6 @@
 //! - [`outcome`]: what a call returns, and its provenance;
 //! - [`operation`]: the low-level API for callers that run the operation themselves;
 //! - [`renewal`]: lease renewal while the function runs;
-//! - [`prefix`]: the manager's key prefix.
 
 mod attempt;
 mod claim;
@@ -18,7 +17,6 @@ mod config;
 mod operation;
 mod options;
 mod outcome;
-mod prefix;
 mod renewal;
 
 use std::fmt;
@@ -30,14 +28,12 @@ use serde::Serialize;
 
 use crate::current::CallContext;
 use crate::error::{Error, Result};
-use crate::key::IdempotencyKey;
 use crate::rt;
 use crate::storage::DynStorage;
 use crate::telemetry::{Counters, ManagerStats};
 
 use claim::Claimed;
 use codec::{Classified, Codec, Transient, Value};
-use prefix::CallKey;
 
 pub use config::{ManagerBuilder, ManagerConfig};
 pub use operation::{Begin, OperationLease};
@@ -108,11 +104,6 @@ impl IdempotencyManager {
     /// feature.
     pub fn stats(&self) -> ManagerStats {
         self.inner.counters.snapshot()
-    }
-
-    /// `key` in both its forms: as the caller named it and as the store holds it.
-    fn call_key<'k>(&self, key: &'k IdempotencyKey) -> CallKey<'k> {
-        CallKey::new(&self.inner.config.key_prefix, key)
     }
 
     /// Runs `f` under `call`'s key, or replays the stored value.
@@ -304,7 +295,7 @@ impl IdempotencyManager {
         let outcome: Result<Outcome<R>, Error> = async {
             let settings = self.inner.config.resolve(call)?;
             self.inner.counters.request();
-            match self.claim(call, self.call_key(&call.key), settings).await? {
+            match self.claim(call, &call.key, settings).await? {
                 Claimed::Acquired(attempt) => attempt.run(f, codec).await,
                 Claimed::Finished { obs, mismatch } => {
                     Outcome::replay(&call.key, &obs, mismatch, codec)

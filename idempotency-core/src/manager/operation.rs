@@ -19,7 +19,7 @@ use super::IdempotencyManager;
 /// A claim held through the low-level API ([`IdempotencyManager::begin_operation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationLease {
-    /// The idempotency key as stored (with the manager's prefix).
+    /// The idempotency key.
     pub key: IdempotencyKey,
     /// The holder.
     pub owner: Owner,
@@ -48,11 +48,11 @@ impl IdempotencyManager {
     /// # Errors
     /// Store errors; `CorruptRecord`/`IncompatibleRecord`.
     pub async fn check_duplicate(&self, call: &Call) -> Result<Option<Observed>> {
-        let key = self.call_key(&call.key);
+        let key = &call.key;
         Ok(self
             .inner
             .storage
-            .get(key.stored())
+            .get(key)
             .await?
             .filter(|o| o.status() != RecordStatus::Expired))
     }
@@ -63,8 +63,7 @@ impl IdempotencyManager {
     /// # Errors
     /// Store errors; `CorruptRecord`/`IncompatibleRecord`.
     pub async fn status(&self, key: &IdempotencyKey) -> Result<Option<Observed>> {
-        let key = self.call_key(key);
-        self.inner.storage.get(key.stored()).await
+        self.inner.storage.get(key).await
     }
 
     /// Claims `call`'s key for a caller that runs the operation itself (the low-level API).
@@ -74,15 +73,15 @@ impl IdempotencyManager {
     /// `CorruptRecord`/`IncompatibleRecord`; [`Error::Config`].
     pub async fn begin_operation(&self, call: &Call) -> Result<Begin> {
         let settings = self.inner.config.resolve(call)?;
-        let key = self.call_key(&call.key);
+        let key = &call.key;
         let req = settings.request(call);
-        match self.inner.storage.try_claim(key.stored(), &req).await? {
+        match self.inner.storage.try_claim(key, &req).await? {
             Claim::Acquired {
                 owner,
                 lease_until,
                 takeover,
             } => Ok(Begin::Acquired(OperationLease {
-                key: key.into_stored(),
+                key: key.clone(),
                 owner,
                 lease_until,
                 takeover,

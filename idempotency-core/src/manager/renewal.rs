@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use crate::current::{CallContext, Loss};
 use crate::error::Error;
-use crate::key::IdempotencyKey;
 use crate::record::Owner;
 use crate::rt::{self, TaskHandle};
 use crate::telemetry::{Step, StoreTimer};
@@ -47,8 +46,6 @@ impl Drop for Renewal {
 pub(super) struct Plan {
     /// The manager (its store and counters).
     pub(super) inner: Arc<Inner>,
-    /// The key as the store holds it, when it differs from the caller's (a key prefix).
-    pub(super) stored: Option<IdempotencyKey>,
     pub(super) owner: Owner,
     /// The lease each renewal asks for.
     pub(super) lease: Duration,
@@ -75,13 +72,11 @@ impl Renewal {
 async fn renew(plan: Plan, ctx: Arc<CallContext>) {
     let Plan {
         inner,
-        stored,
         owner,
         lease,
         claimed_at,
     } = plan;
     let key = ctx.key();
-    let stored = stored.as_ref().unwrap_or(key);
     let lease_state = &ctx.lease;
     let every = (lease / 3).max(MIN_EVERY);
     let bound = inner.config.max_lease_renewal;
@@ -114,7 +109,7 @@ async fn renew(plan: Plan, ctx: Arc<CallContext>) {
         last = sent;
         lease_state.set_renewing(true);
         let timer = StoreTimer::start();
-        let renewed = inner.storage.renew(stored, &owner, lease).await;
+        let renewed = inner.storage.renew(key, &owner, lease).await;
         timer.stop("renew");
         lease_state.set_renewing(false);
         if lease_state.is_stopped() {
