@@ -168,6 +168,7 @@ fn main() {
                 .await;
             }
         });
+        cleanup(&mut plain, &prefix);
         return;
     }
     let plain_key = format!("{prefix}plain");
@@ -348,12 +349,16 @@ fn main() {
     for h in hogs {
         let _ = h.join();
     }
-    // Clean up this run's keys.
+    cleanup(&mut plain, &prefix);
+}
+
+/// Deletes this run's keys (all under its own random prefix, which has no glob characters).
+fn cleanup(plain: &mut redis::Connection, prefix: &str) {
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
-        .query(&mut plain)
+        .query(plain)
         .unwrap_or_default();
     for chunk in keys.chunks(500) {
-        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(chunk).query(&mut plain);
+        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(chunk).query(plain);
     }
 }
