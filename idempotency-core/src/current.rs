@@ -61,7 +61,7 @@ pub fn current() -> Option<Current> {
 pub struct Current(Arc<CallContext>);
 
 impl Current {
-    /// The idempotency key of the call, as the caller gave it (without the manager's prefix).
+    /// The idempotency key of the call, as the caller gave it (without a [`Prefixed`](crate::Prefixed) namespace).
     pub fn key(&self) -> &IdempotencyKey {
         self.0.key()
     }
@@ -86,12 +86,17 @@ impl Current {
     /// IETF draft's header), derived from this call's idempotency key and `label`: the same for
     /// every attempt at this call (a retry, a takeover after a crash), so the downstream API
     /// sees one operation; different for another call or another `label` (use one label per
-    /// downstream request a body makes). 32 lowercase hex characters: the first 128 bits of a
-    /// SHA-256 over a version tag, the key and the label.
+    /// downstream request a body makes), and different in another namespace of the store
+    /// ([`Storage::namespace`](crate::Storage::namespace): a [`Prefixed`](crate::Prefixed)
+    /// prefix, a Redis key prefix, a PostgreSQL table), so two tenants running the same call
+    /// never share a downstream key. 32 lowercase hex characters: the first 128 bits of a
+    /// SHA-256 over a version tag, the store's namespace, the key and the label, each
+    /// length-prefixed.
     pub fn derived_key(&self, label: &str) -> String {
         let mut h = Sha256::new();
         for part in [
             &b"idempotency/derived-key/v1"[..],
+            self.0.namespace.as_bytes(),
             self.0.key.as_str().as_bytes(),
             label.as_bytes(),
         ] {
@@ -200,6 +205,8 @@ impl LeaseState {
 /// What the body of one call shares with the manager.
 pub(crate) struct CallContext {
     key: IdempotencyKey,
+    /// The store's namespace (`Storage::namespace`).
+    namespace: Arc<str>,
     execution_id: Uuid,
     fencing_token: u64,
     /// Set when an idempotent call nested in the body failed with a framework error.
@@ -208,9 +215,15 @@ pub(crate) struct CallContext {
 }
 
 impl CallContext {
-    pub(crate) fn new(key: IdempotencyKey, execution_id: Uuid, fencing_token: u64) -> Self {
+    pub(crate) fn new(
+        key: IdempotencyKey,
+        namespace: Arc<str>,
+        execution_id: Uuid,
+        fencing_token: u64,
+    ) -> Self {
         CallContext {
             key,
+            namespace,
             execution_id,
             fencing_token,
             nested_error: AtomicBool::new(false),

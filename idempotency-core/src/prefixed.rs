@@ -165,6 +165,12 @@ impl<S> Prefixed<S> {
 }
 
 impl<S: Storage> Storage for Prefixed<S> {
+    /// The inner store's namespace, then this prefix and its delimiter.
+    fn namespace(&self, out: &mut String) {
+        self.inner.namespace(out);
+        out.push_str(&self.head);
+    }
+
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let stored = self.stored_key(key);
         match self.inner.try_claim(&stored, req).await? {

@@ -183,6 +183,12 @@ fn is_ambiguous(e: &sqlx::Error) -> bool {
 }
 
 impl Storage for PostgresStorage {
+    /// The schema-qualified table ([`PostgresStorage::table`]).
+    fn namespace(&self, out: &mut String) {
+        out.push_str("postgres:");
+        out.push_str(self.table());
+    }
+
     /// One statement (`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <expired or refresh>
     /// RETURNING`, plus the existing row when nothing was written). When a concurrent
     /// transaction committed between the statement's snapshot and its conflict check, the

@@ -417,6 +417,12 @@ pub(crate) fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
 }
 
 impl Storage for RedisStorage {
+    /// The key prefix ([`RedisConfig::prefix`](crate::RedisConfig::prefix)).
+    fn namespace(&self, out: &mut String) {
+        out.push_str("redis:");
+        out.push_str(&self.prefix);
+    }
+
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let claim = self.claim(key, req).await?;
         if let Claim::Acquired { owner, .. } = &claim {

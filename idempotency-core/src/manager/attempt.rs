@@ -85,6 +85,7 @@ impl<'a> Attempt<'a> {
     {
         let ctx = Arc::new(CallContext::new(
             self.key().clone(),
+            Arc::clone(&self.inner.namespace),
             self.owner().execution_id,
             self.owner().fencing_token,
         ));

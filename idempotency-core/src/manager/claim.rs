@@ -52,7 +52,7 @@ impl IdempotencyManager {
         let storage = &self.inner.storage;
         let counters = &self.inner.counters;
         if call.options.refresh && settings.fingerprint == FingerprintPolicy::Reject {
-            self.refuse_refresh_of_other_inputs(call, &key).await?;
+            self.refuse_refresh_of_other_inputs(call, key).await?;
         }
         let req = settings.request(call);
         let mut wait = Wait::new(settings.on_conflict, self.inner.config.poll_interval);
@@ -63,7 +63,7 @@ impl IdempotencyManager {
             timer.stop("claim");
             let claim = match claimed {
                 Ok(c) => c,
-                Err(e) => return self.store_down(e, &key, &req),
+                Err(e) => return self.store_down(e, key, &req),
             };
             wait.settled(&claim, counters);
             let obs = match claim {
@@ -97,7 +97,7 @@ impl IdempotencyManager {
             match obs.record.status {
                 RecordStatus::Pending | RecordStatus::Expired => {
                     let holder = obs.record.owner;
-                    if !wait.again(counters, &key, &holder).await {
+                    if !wait.again(counters, key, &holder).await {
                         return Err(Error::InProgress {
                             key: key.clone(),
                             lease_until: obs.record.expires_at,

@@ -234,6 +234,7 @@ impl ManagerBuilder {
         validate_durations(c.default_ttl, c.failure_ttl, c.pending_timeout)?;
         Ok(IdempotencyManager {
             inner: Arc::new(Inner {
+                namespace: super::namespace_of(self.storage.as_ref()),
                 storage: self.storage,
                 config: self.config,
                 counters: Counters::default(),

@@ -40,8 +40,18 @@ pub use operation::{Begin, OperationLease};
 pub use options::{Call, CallOptions, ConflictPolicy, FingerprintPolicy, StoreErrorPolicy};
 pub use outcome::{Outcome, Provenance, Retention};
 
+/// A store's namespace ([`Storage::namespace`](crate::Storage::namespace)), read once.
+fn namespace_of(storage: &dyn DynStorage) -> Arc<str> {
+    let mut ns = String::new();
+    storage.namespace(&mut ns);
+    ns.into()
+}
+
 struct Inner {
     storage: Arc<dyn DynStorage>,
+    /// The store's namespace ([`Storage::namespace`](crate::Storage::namespace)), hashed into
+    /// every derived key.
+    namespace: Arc<str>,
     config: ManagerConfig,
     counters: Counters,
 }
@@ -80,9 +90,11 @@ impl IdempotencyManager {
 
     /// A manager over `storage` with the default settings.
     pub fn new(storage: impl DynStorage) -> Self {
+        let storage: Arc<dyn DynStorage> = Arc::new(storage);
         IdempotencyManager {
             inner: Arc::new(Inner {
-                storage: Arc::new(storage),
+                namespace: namespace_of(storage.as_ref()),
+                storage,
                 config: ManagerConfig::default(),
                 counters: Counters::default(),
             }),
@@ -301,7 +313,12 @@ impl IdempotencyManager {
                     Outcome::replay(&call.key, &obs, mismatch, codec)
                 }
                 Claimed::Unprotected { execution_id } => {
-                    let ctx = Arc::new(CallContext::new(call.key.clone(), execution_id, 0));
+                    let ctx = Arc::new(CallContext::new(
+                        call.key.clone(),
+                        Arc::clone(&self.inner.namespace),
+                        execution_id,
+                        0,
+                    ));
                     let value = match attempt::body(f, &ctx).await {
                         Ok(value) => value,
                         Err(panic) => std::panic::resume_unwind(panic),

@@ -57,7 +57,10 @@ impl Renewal {
     /// Starts renewing. Without a timer thread (none could be started) the lease is not
     /// renewed, as before renewals existed.
     pub(super) fn start(plan: Plan, ctx: &Arc<CallContext>) -> Renewal {
-        let task = rt::spawn(Box::pin(renew(plan, Arc::clone(ctx))), Arc::clone(ctx) as _);
+        let task = rt::spawn(
+            Box::pin(renew_or_lose(plan, Arc::clone(ctx))),
+            Arc::clone(ctx) as _,
+        );
         if task.is_none() {
             tracing::warn!(target: "idempotency", "no timer thread: the lease is not renewed");
         }
@@ -66,6 +69,33 @@ impl Renewal {
             _task: task,
         }
     }
+}
+
+/// The renewal loop of one call, guarded: when it ends without returning (a store's `renew`
+/// future panicked, e.g. one that needs the caller's tokio runtime, which the renewal threads
+/// are not on, and the task was dropped), the lease is lost ([`Loss::Unconfirmed`]) unless the
+/// call is already over, so the body can learn it (`Current::is_lease_lost`) instead of the
+/// renewals stopping silently while the lease runs out.
+async fn renew_or_lose(plan: Plan, ctx: Arc<CallContext>) {
+    struct LoseIfUnfinished(Option<Arc<CallContext>>);
+    impl Drop for LoseIfUnfinished {
+        fn drop(&mut self) {
+            if let Some(ctx) = self.0.take() {
+                if !ctx.lease.is_stopped() {
+                    tracing::warn!(
+                        target: "idempotency",
+                        key = ctx.key().as_str(),
+                        "lease renewal ended abnormally (the store's renew panicked): the lease \
+                         is treated as lost"
+                    );
+                    ctx.lease.lose(Loss::Unconfirmed);
+                }
+            }
+        }
+    }
+    let mut guard = LoseIfUnfinished(Some(Arc::clone(&ctx)));
+    renew(plan, ctx).await;
+    guard.0 = None;
 }
 
 /// The renewal loop of one call.

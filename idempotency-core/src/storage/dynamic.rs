@@ -53,6 +53,7 @@ pub trait DynStorage: Send + Sync + Debug + 'static {
     fn get<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<Option<Observed>>>;
     fn delete<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
     fn exists<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
+    fn namespace(&self, out: &mut String);
 }
 
 impl<S: Storage> DynStorage for S {
@@ -104,6 +105,9 @@ impl<S: Storage> DynStorage for S {
     }
     fn exists<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>> {
         Box::pin(Storage::exists(self, key))
+    }
+    fn namespace(&self, out: &mut String) {
+        Storage::namespace(self, out);
     }
 }
 

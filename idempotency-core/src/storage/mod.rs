@@ -237,6 +237,18 @@ pub trait Storage: Send + Sync + Debug + 'static {
         key: &'a IdempotencyKey,
     ) -> impl Future<Output = Result<bool>> + Send + 'a;
 
+    /// Appends this store's namespace to `out`: what the store adds around a caller's
+    /// idempotency key so that stores sharing one backend never share a record (a
+    /// [`Prefixed`](crate::Prefixed) prefix, the Redis store's key prefix, the PostgreSQL
+    /// store's table). The manager reads it once, when it is built, and hashes it into
+    /// [`Current::derived_key`](crate::Current::derived_key), so that two namespaces running
+    /// the same call never hand a downstream API the same idempotency key. The default appends
+    /// nothing: a store with one namespace (the memory and file stores; two file stores in two
+    /// directories are two namespaces only if wrapped in `Prefixed`).
+    fn namespace(&self, out: &mut String) {
+        let _ = out;
+    }
+
     /// Whether a live (not expired) record exists for `key`.
     ///
     /// # Errors
