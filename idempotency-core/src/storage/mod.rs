@@ -206,6 +206,12 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// Idempotent for its owner: renewing again (a retry whose first reply was lost) extends the
     /// lease again, to `lease` from the retry's now, never earlier than the first renewal's.
     ///
+    /// The manager's background renewals poll this future on its own renewal threads, not on
+    /// the caller's runtime: like every future of a store used from sync code
+    /// ([`block_on`](crate::block_on)), it must not need the caller's executor (a tokio timer
+    /// or socket of the caller's runtime). If it panics, the call's lease counts as lost
+    /// ([`Current::is_lease_lost`](crate::Current::is_lease_lost)).
+    ///
     /// # Errors
     /// [`Error::LeaseLost`](crate::Error::LeaseLost) when another caller holds the key now, or
     /// the record is gone; store errors.
