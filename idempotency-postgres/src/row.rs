@@ -159,6 +159,7 @@ impl RawRow {
 }
 
 /// What a row of the claim statement says.
+#[allow(clippy::large_enum_variant)] // As core's `Claim`: a record with its key inline.
 pub(crate) enum ClaimRow {
     /// This claim wrote the row: its fencing token and lease deadline, and the database's time.
     Claimed {
