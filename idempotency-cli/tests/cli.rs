@@ -900,7 +900,7 @@ fn key_with_several_arguments_scope_version_custom_key_and_prefix_matches_the_li
     with_args.extend(["--args-json", "[1, 2]"]);
     assert_eq!(cli_key(&with_args), custom);
 
-    // A manager's key prefix is prepended to the operation name.
+    // A `Prefixed` store's namespace: the key as the store beneath holds it.
     let prefixed = cli_key(&[
         "--operation",
         op,
@@ -909,9 +909,34 @@ fn key_with_several_arguments_scope_version_custom_key_and_prefix_matches_the_li
         "--scope",
         "tenant-7",
         "--key-prefix",
-        "eu:",
+        "eu",
     ]);
-    assert_eq!(prefixed, format!("eu:{custom}"));
+    let store = idempotency::Prefixed::new((), "eu").unwrap();
+    let key = enc_key(op, "tenant-7", "order-42");
+    assert_eq!(prefixed, store.stored_key(&key).to_string());
+    assert_eq!(prefixed, format!("eu/{custom}"));
+    // A prefix `Prefixed` refuses is a usage error, not a key no store can hold.
+    let run = cli(
+        &std::env::temp_dir(),
+        &[
+            "key",
+            "--operation",
+            op,
+            "--custom-key",
+            "order-42",
+            "--key-prefix",
+            "eu/west",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("contains `/`"), "{}", run.stderr);
+}
+
+fn enc_key(op: &str, scope: &str, custom: &str) -> IdempotencyKey {
+    let mut enc = KeyEncoder::new(op, 1);
+    enc.scope(&scope).custom_key(custom);
+    enc.finish().unwrap().key
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub(crate) mod kw {
     syn::custom_keyword!(manager);
     syn::custom_keyword!(on_conflict);
     syn::custom_keyword!(cache_failures);
+    syn::custom_keyword!(renew_lease);
     syn::custom_keyword!(fingerprint);
     syn::custom_keyword!(include_self);
     syn::custom_keyword!(reject);
@@ -41,6 +42,7 @@ pub(crate) const ARGUMENTS: &[&str] = &[
     "manager",
     "on_conflict",
     "cache_failures",
+    "renew_lease",
     "fingerprint",
     "include_self",
     "crate",
@@ -80,6 +82,8 @@ pub(crate) struct IdempotentArgs {
     pub(crate) manager: Option<Expr>,
     pub(crate) on_conflict: Option<Conflict>,
     pub(crate) cache_failures: Option<(Span, bool)>,
+    /// `renew_lease = bool`: whether the lease is renewed while the body runs.
+    pub(crate) renew_lease: Option<bool>,
     pub(crate) fingerprint: Option<FingerprintArg>,
     /// `include_self` (`true`) or `include_self = <bool>`; unset: left out, with a warning
     /// when the receiver could be part of the key.
@@ -98,6 +102,7 @@ struct Slots {
     manager: Attr<Expr>,
     on_conflict: Attr<Conflict>,
     cache_failures: Attr<(Span, bool)>,
+    renew_lease: Attr<bool>,
     fingerprint: Attr<FingerprintArg>,
     include_self: Attr<(Span, bool)>,
     krate: Attr<Path>,
@@ -118,6 +123,7 @@ impl IdempotentArgs {
             manager: Attr::none(WHAT, "manager"),
             on_conflict: Attr::none(WHAT, "on_conflict"),
             cache_failures: Attr::none(WHAT, "cache_failures"),
+            renew_lease: Attr::none(WHAT, "renew_lease"),
             fingerprint: Attr::none(WHAT, "fingerprint"),
             include_self: Attr::none(WHAT, "include_self"),
             krate: Attr::none(WHAT, "crate"),
@@ -146,6 +152,7 @@ impl IdempotentArgs {
             manager: s.manager.get(),
             on_conflict: s.on_conflict.get(),
             cache_failures: s.cache_failures.get(),
+            renew_lease: s.renew_lease.get(),
             fingerprint: s.fingerprint.get(),
             include_self: s.include_self.get(),
             krate: s.krate.get(),
@@ -212,6 +219,11 @@ fn parse_one(cx: &Ctxt, input: ParseStream<'_>, s: &mut Slots) -> syn::Result<()
         input.parse::<Token![=]>()?;
         let b: LitBool = input.parse()?;
         s.cache_failures.set(cx, k, (k.span, b.value));
+    } else if lookahead.peek(kw::renew_lease) {
+        let k = input.parse::<kw::renew_lease>()?;
+        input.parse::<Token![=]>()?;
+        let b: LitBool = input.parse()?;
+        s.renew_lease.set(cx, k, b.value);
     } else if lookahead.peek(kw::fingerprint) {
         let k = input.parse::<kw::fingerprint>()?;
         input.parse::<Token![=]>()?;

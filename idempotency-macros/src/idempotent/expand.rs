@@ -268,6 +268,10 @@ fn options(args: &IdempotentArgs, p: &TokenStream) -> TokenStream {
         let v = some(quote!(#b));
         fields.push(quote!(cache_failures: #v));
     }
+    if let Some(b) = args.renew_lease {
+        let v = some(quote!(#b));
+        fields.push(quote!(renew_lease: #v));
+    }
     if fields.is_empty() {
         quote!(<#p::CallOptions as ::core::default::Default>::default())
     } else {
