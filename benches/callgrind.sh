@@ -14,7 +14,8 @@
 #
 #   callgrind <path> <instructions per call> <ratio to floor> <instructions per call without SHA-256>
 #
-# where the ratio divides by the `floor` path (postcard + SHA-256 of the same argument), and the
+# where the ratio divides by the `floor` path (postcard + SHA-256 of the same argument; compare
+# `file-hit` with `file-read` instead, and count their system calls with strace), and the
 # last column leaves out SHA-256's compression function. Valgrind hides CPU extensions it cannot
 # emulate (SHA-NI among them), so SHA-256 runs its portable code here, at about 3,400
 # instructions per 64-byte block: it weighs far more in these counts than in time on a machine
@@ -40,7 +41,7 @@ fi
 
 paths=("$@")
 if [[ ${#paths[@]} -eq 0 ]]; then
-  paths=(floor key memory-hit memory-miss manual-hit macro-hit)
+  paths=(floor key memory-hit memory-miss manual-hit macro-hit file-read file-hit)
 fi
 # The floor is needed for the ratios.
 if [[ " ${paths[*]} " != *" floor "* ]]; then

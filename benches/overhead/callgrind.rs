@@ -19,6 +19,8 @@ pub const PATHS: &[&str] = &[
     "memory-miss",
     "manual-hit",
     "macro-hit",
+    "file-read",
+    "file-hit",
 ];
 
 /// Runs `path` `iterations` times. Unknown paths are an error (exit code 2).
@@ -100,6 +102,28 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
             crate::paths::charge_annotated(a.clone()).map_err(|e| e.to_string())?;
             for _ in 0..iterations {
                 black_box(crate::paths::charge_annotated(black_box(a.clone())).ok());
+            }
+        }
+        "file-read" => {
+            // The file hit's floor (its system calls count as one instruction each).
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let small = dir.path().join("floor.bin");
+            std::fs::write(&small, [7_u8; 120]).map_err(|e| e.to_string())?;
+            for _ in 0..iterations {
+                black_box(std::fs::read(black_box(&small)).ok());
+            }
+        }
+        "file-hit" => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let store = idempotency::FileStorage::open(dir.path().join("store"))
+                .map_err(|e| e.to_string())?;
+            let m = IdempotencyManager::new(store);
+            let a = args(1);
+            m.execute_sync(&call_for("bench::file", &a), receipt)
+                .map_err(|e| e.to_string())?;
+            for _ in 0..iterations {
+                let c = call_for("bench::file", black_box(&a));
+                black_box(m.execute_sync(&c, receipt).ok());
             }
         }
         other => {

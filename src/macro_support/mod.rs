@@ -83,18 +83,19 @@ pub fn override_key(ov: &Option<Override>) -> Option<&str> {
     ov.as_ref().and_then(Override::key)
 }
 
-/// Finishes the key and builds the call with the attribute's options, applying a pending
+/// Finishes the key (in place: the encoder is a few hundred bytes, see
+/// `KeyEncoder::finish_by_ref`) and builds the call with the attribute's options, applying a pending
 /// [`refresh`](crate::refresh).
 ///
 /// # Errors
 /// As `KeyEncoder::finish`: `Error::InvalidKey`, `Error::Encode`.
 #[inline]
 pub fn finish_call(
-    enc: KeyEncoder<'_>,
+    enc: &mut KeyEncoder<'_>,
     ov: &Option<Override>,
     options: CallOptions,
 ) -> Result<Call, Error> {
-    let mut call = Call::new(enc.finish()?);
+    let mut call = Call::new(enc.finish_by_ref()?);
     call.options = options;
     if ov.as_ref().is_some_and(Override::refresh) {
         call.options.refresh = true;

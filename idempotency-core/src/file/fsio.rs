@@ -131,7 +131,12 @@ pub(super) fn read_record(path: &Path) -> Result<RawRecord> {
         return Ok(RawRecord::NotAFile);
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes)
+    // Through `Take`, not `File::read_to_end`: the latter asks the file for its size and
+    // position again (a `statx` and an `lseek` per read) to size a buffer sized already. The
+    // file is still read to its end, whatever its length now.
+    (&mut file)
+        .take(u64::MAX)
+        .read_to_end(&mut bytes)
         .map_err(|e| io_error("read record", path, e))?;
     Ok(RawRecord::Bytes(bytes))
 }

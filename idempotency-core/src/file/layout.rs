@@ -35,7 +35,10 @@ impl RecordPaths {
     pub(super) fn new(root: &Path, key: &IdempotencyKey) -> RecordPaths {
         let digest = digest_hex(key);
         let shard = root.join(&digest[..2]);
-        let record = shard.join(&digest);
+        // Sized once (`join` would grow the shard's copy).
+        let mut record = PathBuf::with_capacity(shard.as_os_str().len() + 1 + digest.len());
+        record.push(&shard);
+        record.push(&digest);
         RecordPaths {
             shard,
             record,

@@ -228,6 +228,25 @@ impl<'a> KeyEncoder<'a> {
         self.finish_in_place()
     }
 
+    /// As [`finish`](Self::finish), in place, for a caller that holds the encoder where moving
+    /// it out would copy its few hundred bytes (the `#[idempotent]` expansion). The encoder is
+    /// spent afterwards: finishing it again is [`Error::Encode`], never a second key from the
+    /// remaining state.
+    ///
+    /// # Errors
+    /// As [`finish`](Self::finish); [`Error::Encode`] when the encoder was finished already.
+    #[doc(hidden)]
+    #[inline]
+    pub fn finish_by_ref(&mut self) -> Result<DerivedKey> {
+        let derived = self.finish_in_place();
+        // No allocation: the message says it all.
+        self.error = Some((
+            "a key with a KeyEncoder that was finished already",
+            String::new(),
+        ));
+        derived
+    }
+
     fn finish_in_place(&mut self) -> Result<DerivedKey> {
         if let Some((what, message)) = self.error.take() {
             return Err(Error::Encode { what, message });
@@ -380,6 +399,30 @@ mod tests {
         for len in 0..=data.len() {
             let expected: [u8; 32] = Sha256::digest(&data[..len]).into();
             assert_eq!(sha256(&data[..len]), expected, "length {len}");
+        }
+    }
+
+    #[test]
+    fn finishing_by_ref_derives_the_same_key_once() {
+        let encoder = |custom: bool| {
+            let mut e = KeyEncoder::new("a::f", 1);
+            e.instance("tenant-1").arg(&(7_u64, "x"));
+            if custom {
+                e.custom_key("order-1");
+            }
+            e
+        };
+        for custom in [false, true] {
+            let by_value = encoder(custom).finish();
+            let mut e = encoder(custom);
+            let by_ref = e.finish_by_ref();
+            assert!(by_ref.is_ok());
+            assert_eq!(
+                by_ref.ok().map(|d| (d.key, d.fingerprint)),
+                by_value.ok().map(|d| (d.key, d.fingerprint))
+            );
+            let again = e.finish_by_ref().map(|d| d.key);
+            assert!(matches!(again, Err(Error::Encode { .. })), "{again:?}");
         }
     }
 }

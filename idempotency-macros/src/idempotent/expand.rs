@@ -16,7 +16,7 @@
 //!             if let Some(k) = override_key(&__idempotency_override) { __idempotency_enc.custom_key(k); }
 //!             /* write `order` through NormalizeKey or Serialize */
 //!             __idempotency_op.check_site(&SITE, true)?; // (as a `match`; SITE: a `static` of this expansion)
-//!             finish_call(__idempotency_enc, &__idempotency_override, CallOptions { ttl: Some(60 s), .. })
+//!             finish_call(&mut __idempotency_enc, &__idempotency_override, CallOptions { ttl: Some(60 s), .. })
 //!         };
 //!         /* StoredFailures if PayError serializes, TransientFailures if not (see `failures`) */
 //!         StoredFailures.try_run_sync(__idempotency_manager, __idempotency_call, move || -> Result<Receipt, PayError> { body })
@@ -180,7 +180,7 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
             #receiver
             #(#writes)*
             match __idempotency_op.check_site(&__IDEMPOTENCY_SITE, #default_name) {
-                #p::Result::Ok(()) => #p::finish_call(__idempotency_enc, &__idempotency_override, #options),
+                #p::Result::Ok(()) => #p::finish_call(&mut __idempotency_enc, &__idempotency_override, #options),
                 #p::Result::Err(__idempotency_e) => #p::Result::Err(__idempotency_e),
             }
         };
