@@ -260,11 +260,6 @@ impl Conn {
             .ok_or_else(|| reply_error(op, ReplyError(format!("missing reply {i}"))))?;
         v.extract_error().map_err(|e| self.target.error(op, e))
     }
-
-    /// All replies, unchecked (the caller reads server errors itself).
-    pub(crate) fn all(replies: Replies) -> Value {
-        Value::Array(replies.values)
-    }
 }
 
 /// Why a request failed: Redis's error (mapped by the caller, which knows the server), or a

@@ -155,20 +155,15 @@ impl Items {
 }
 
 impl FastClaim {
-    /// From the pipeline's two replies; `WRONGTYPE` is the `SET`'s server error.
-    pub(crate) fn parse(v: Value) -> Result<FastClaim> {
-        let mut items = Items::of(v)?;
-        if let Some(Value::ServerError(e)) = items.0.get(1) {
-            if e.code() == "WRONGTYPE" {
-                return Ok(FastClaim::WrongType);
-            }
-        }
-        let time = Items::of(std::mem::take(&mut items.0[0]))?;
+    /// From the pipeline's two replies, `TIME`'s and the `SET`'s, server errors already taken
+    /// out (the caller answers `WRONGTYPE` as [`FastClaim::WrongType`]).
+    pub(crate) fn parse(time: Value, set: Value) -> Result<FastClaim> {
+        let time = Items::of(time)?;
         let secs = time_part(&time, 0)?;
         let micros = time_part(&time, 1)?;
-        let previous = match items.0.get_mut(1).map(std::mem::take) {
-            Some(Value::Nil) => None,
-            Some(Value::BulkString(b)) => Some(b),
+        let previous = match set {
+            Value::Nil => None,
+            Value::BulkString(b) => Some(b),
             other => return Err(ReplyError(format!("expected bytes, got {other:?}"))),
         };
         Ok(FastClaim::Done {
@@ -258,7 +253,9 @@ impl GetReply {
                 times: items.times(2)?,
                 value: items.bytes(1)?,
             },
-            Some(_) => GetReply::WrongType,
+            // `{now, false, 1}`: another Redis type at the record key.
+            Some(Value::Nil | Value::Boolean(false)) if items.int(2)? == 1 => GetReply::WrongType,
+            Some(other) => return Err(ReplyError(format!("expected a value, got {other:?}"))),
         })
     }
 }
@@ -341,19 +338,20 @@ mod tests {
     #[test]
     fn the_fast_claim_reads_time_and_the_previous_value() {
         let time = Value::Array(vec![bulk("1700000000"), bulk("123456")]);
-        let v = Value::Array(vec![time.clone(), Value::Nil]);
         assert!(matches!(
-            FastClaim::parse(v).unwrap(),
+            FastClaim::parse(time.clone(), Value::Nil).unwrap(),
             FastClaim::Done {
                 now: 1_700_000_000_123,
                 previous: None
             }
         ));
-        let v = Value::Array(vec![time, bulk("old")]);
         assert!(matches!(
-            FastClaim::parse(v).unwrap(),
+            FastClaim::parse(time.clone(), bulk("old")).unwrap(),
             FastClaim::Done { previous: Some(p), .. } if p == b"old"
         ));
+        // Malformed replies are errors, never a panic.
+        assert!(FastClaim::parse(Value::Array(vec![]), Value::Nil).is_err());
+        assert!(FastClaim::parse(time, Value::Int(1)).is_err());
     }
 
     #[test]

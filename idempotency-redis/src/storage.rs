@@ -244,8 +244,16 @@ impl RedisStorage {
         let req = Request::new("claim", Retry::IfAmbiguous)
             .cmd(cmd_with("TIME", 0))
             .cmd(set);
-        let replies = self.conn.exec(&req).await?;
-        FastClaim::parse(Conn::all(replies)).map_err(|e| reply_error("claim", e))
+        let mut replies = self.conn.exec(&req).await?;
+        if let Some(redis::Value::ServerError(e)) = replies.values.get(1) {
+            if e.code() == "WRONGTYPE" {
+                return Ok(FastClaim::WrongType);
+            }
+        }
+        // Any other server error (READONLY, OOM, NOAUTH, ...) keeps its cause and server.
+        let time = self.conn.take("claim", &mut replies, 0)?;
+        let set = self.conn.take("claim", &mut replies, 1)?;
+        FastClaim::parse(time, set).map_err(|e| reply_error("claim", e))
     }
 
     /// The claim script (the slow path and the cache bypass).
