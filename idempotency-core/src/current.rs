@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::key::{Fingerprint, IdempotencyKey};
+use crate::key::IdempotencyKey;
 
 /// The idempotent call running on this thread, if any: inside the body of an
 /// [`execute`](crate::IdempotencyManager::execute) (or any of its sync and fallible forms), an
@@ -103,10 +103,8 @@ impl Current {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
-        // Printed as a fingerprint prints (hex), cut to 128 bits.
-        let mut hex = Fingerprint(h.finalize().into()).to_string();
-        hex.truncate(32);
-        hex
+        // 128 bits, in the hex of the framework's keys.
+        crate::hex::encode16(&h.finalize().into()).to_string()
     }
 
     /// Whether this attempt may have lost its lease: a renewal found that another caller holds

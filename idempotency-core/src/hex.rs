@@ -7,15 +7,31 @@ pub fn encode(bytes: impl AsRef<[u8]>) -> String {
     // By table into a buffer of the right size: `hex::encode` collects an iterator of `char`s
     // into a growing `String` (about 2,000 instructions and three reallocations for 32 bytes,
     // on every file store call).
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let bytes = bytes.as_ref();
-    let mut out = vec![0_u8; 2 * bytes.len()];
-    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
     }
-    // Only ASCII digits were written: this is never the empty default.
-    String::from_utf8(out).unwrap_or_default()
+    out
+}
+
+/// The lowercase hex of the first 16 bytes of `digest`, on the stack: the 32 hex characters of
+/// an idempotency key and of a derived key.
+pub(crate) fn encode16(digest: &[u8; 32]) -> arrayvec::ArrayString<32> {
+    let mut out = arrayvec::ArrayString::new();
+    for &b in &digest[..16] {
+        // 16 bytes, two digits each: exactly the capacity, so no push fails.
+        let _ = out.try_push(digit(b >> 4));
+        let _ = out.try_push(digit(b & 0x0f));
+    }
+    out
+}
+
+/// The lowercase hexadecimal digit of `nibble` (0 to 15).
+fn digit(nibble: u8) -> char {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    char::from(DIGITS[usize::from(nibble & 0x0f)])
 }
 
 /// The bytes spelled by `text` (two hexadecimal digits a byte, either case), or `None` when

@@ -93,21 +93,17 @@ impl Storage for MemoryStorage {
         let now = self.clock.now();
         let mut map = self.lock();
         // One lookup for the decision and the write.
-        match map.entry(key.clone()) {
-            Entry::Occupied(mut e) => match decide_claim(key, Some(e.get().clone()), req, now) {
-                ClaimDecision::Write(rec, claim) => {
-                    e.insert(rec);
-                    Ok(claim)
-                }
-                ClaimDecision::Keep(claim) => Ok(claim),
-            },
-            Entry::Vacant(e) => match decide_claim(key, None, req, now) {
-                ClaimDecision::Write(rec, claim) => {
-                    e.insert(rec);
-                    Ok(claim)
-                }
-                ClaimDecision::Keep(claim) => Ok(claim),
-            },
+        let entry = map.entry(key.clone());
+        let current = match &entry {
+            Entry::Occupied(e) => Some(e.get().clone()),
+            Entry::Vacant(_) => None,
+        };
+        match decide_claim(key, current, req, now) {
+            ClaimDecision::Write(rec, claim) => {
+                entry.insert_entry(rec);
+                Ok(claim)
+            }
+            ClaimDecision::Keep(claim) => Ok(claim),
         }
     }
 

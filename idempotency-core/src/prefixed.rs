@@ -28,9 +28,12 @@ use crate::storage::{Claim, ClaimRequest, Listed, Observed, Page, Storage, Stora
 /// The key `billing::charge:0f1e…` is stored as `<prefix>/billing::charge:0f1e…`: the prefix,
 /// the delimiter [`DELIMITER`](Self::DELIMITER) (`/`), then the key. A prefix never contains the
 /// delimiter (nor a control character, nor is it empty), so the first `/` of a stored key ends
-/// its prefix: two `Prefixed` stores with different prefixes never share a record, whatever
-/// their keys (`a` + `bc:…` is `a/bc:…`, never `ab/c:…`). Wrappers nest like path segments:
-/// `Prefixed::new(Prefixed::new(store, "eu")?, "billing")?` stores `eu/billing/<key>`.
+/// its prefix: two `Prefixed` stores with different prefixes over the same store never share a
+/// record, whatever their keys (`a` + `bc:…` is `a/bc:…`, never `ab/c:…`). Wrappers nest like
+/// path segments: `Prefixed::new(Prefixed::new(store, "eu")?, "billing")?` stores
+/// `eu/billing/<key>`, which is also what `Prefixed::new(store, "eu")?` stores for a key whose
+/// operation name starts with `billing/` (as below for unprefixed callers: keep operation
+/// names free of `<prefix>/` where namespaces of different depths share a store).
 ///
 /// Records and errors come back in the caller's terms: the [`Record::key`] of a returned record
 /// (a claim's existing record, a finished record, a read) and the key of
@@ -87,7 +90,7 @@ impl<S> Prefixed<S> {
         if head.is_empty() {
             return refuse("is empty");
         }
-        if head.chars().any(char::is_control) {
+        if crate::key::has_control(&head) {
             return refuse("contains a control character");
         }
         if head.contains(Self::DELIMITER) {
@@ -227,10 +230,6 @@ impl<S: Storage> Storage for Prefixed<S> {
 
     async fn delete(&self, key: &IdempotencyKey) -> Result<bool> {
         self.inner.delete(&self.stored_key(key)).await
-    }
-
-    async fn exists(&self, key: &IdempotencyKey) -> Result<bool> {
-        self.inner.exists(&self.stored_key(key)).await
     }
 }
 

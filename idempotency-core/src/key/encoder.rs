@@ -306,14 +306,9 @@ impl<'a> KeyEncoder<'a> {
 
     /// The key `operation:hex` of `digest` (its first 16 bytes, in lowercase hex).
     fn derived(&self, digest: &[u8; 32], fingerprint: Fingerprint) -> DerivedKey {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0_u8; 32];
-        for (pair, &b) in hex.chunks_exact_mut(2).zip(&digest[..16]) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 0xf)];
-        }
+        let hex = crate::hex::encode16(digest);
         DerivedKey {
-            key: IdempotencyKey::from_operation_and_hex(self.operation, &hex),
+            key: IdempotencyKey::from_parts(&[self.operation, ":", &hex]),
             fingerprint,
         }
     }
@@ -321,6 +316,9 @@ impl<'a> KeyEncoder<'a> {
 
 /// The fingerprint's domain tag when [`KeyEncoder::instance`] parts were given (a distinct tag,
 /// so that no argument encoding can imitate the instance digest).
+/// Its `v1` is frozen on purpose: the tag only has to differ from the plain fingerprint domain,
+/// and changing its bytes would change every generic function's fingerprints (key format 2
+/// adopted it as it was).
 const FINGERPRINT_INSTANCE_DOMAIN: &[u8] = b"idempotency/fingerprint/v1/instance\0";
 
 /// Hashes `bytes` prefixed by their length as a varint (the canonical encoding's length

@@ -134,23 +134,6 @@ impl IdempotencyKey {
     }
 }
 
-impl IdempotencyKey {
-    /// The key `operation:hex` (`hex` is ASCII).
-    #[inline]
-    pub(crate) fn from_operation_and_hex(operation: &str, hex: &[u8; 32]) -> IdempotencyKey {
-        let hex = std::str::from_utf8(hex).unwrap_or_default();
-        if operation.len() + 33 <= INLINE_KEY_BYTES {
-            let mut s = ArrayString::new();
-            // Cannot fail: the parts fit (checked above).
-            let _ = s.try_push_str(operation);
-            let _ = s.try_push(':');
-            let _ = s.try_push_str(hex);
-            return IdempotencyKey(Repr::Inline(s));
-        }
-        IdempotencyKey::from_parts(&[operation, ":", hex])
-    }
-}
-
 /// `dst.copy_from_slice(src)` (of equal lengths), with copies of up to 64 bytes done in two
 /// overlapping loads and stores instead of a call to `memcpy`: short names, strings and
 /// operation names are most of what key derivation copies.
@@ -371,7 +354,7 @@ pub(crate) fn validate_operation(name: &str) -> Result<()> {
 /// Whether `s` holds a control character (`char::is_control`: U+0000 to U+001F and U+007F to
 /// U+009F). Printable ASCII (0x20 to 0x7E), what names and keys are made of, is recognised eight
 /// bytes at a time; anything else is decoded and checked character by character.
-fn has_control(s: &str) -> bool {
+pub(crate) fn has_control(s: &str) -> bool {
     const LOW: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut chunks = s.as_bytes().chunks_exact(8);

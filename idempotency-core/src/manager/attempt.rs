@@ -161,13 +161,8 @@ impl<'a> Attempt<'a> {
                 (Step::NotRetained, rec, self.settings.failure_ttl, retention)
             }
             Disposition::Release => {
-                // The caller gets its own retryable error either way; if the release fails the
-                // claim blocks the key until its lease ends.
-                let step = match self.inner.storage.release(self.key, self.owner()).await {
-                    Ok(_) => Step::Released,
-                    Err(_) => Step::StoreError("release"),
-                };
-                counters.step(step, self.key(), Some(self.owner()));
+                // The caller gets its own retryable error either way.
+                self.release().await;
                 let provenance =
                     Provenance::fresh(self, None, Duration::ZERO, Retention::NotStored);
                 return Ok(Outcome { value, provenance });
@@ -182,9 +177,19 @@ impl<'a> Attempt<'a> {
 
     /// Releases the claim after a panic (a panic is retryable), before the panic resumes.
     async fn abandon(&self) {
-        let _ = self.inner.storage.release(self.key, self.owner()).await;
-        let counters = &self.inner.counters;
-        counters.step(Step::Released, self.key(), Some(self.owner()));
+        self.release().await;
+    }
+
+    /// Releases the claim, counted as released or, when the store fails (the claim then blocks
+    /// the key until its lease ends), as a store error.
+    async fn release(&self) {
+        let step = match self.inner.storage.release(self.key, self.owner()).await {
+            Ok(_) => Step::Released,
+            Err(_) => Step::StoreError("release"),
+        };
+        self.inner
+            .counters
+            .step(step, self.key(), Some(self.owner()));
     }
 
     /// Writes the fenced completion (`Ok`: the result; `Err`: the stored error), retrying a

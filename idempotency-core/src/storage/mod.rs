@@ -250,7 +250,9 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// [`Current::derived_key`](crate::Current::derived_key), so that two namespaces running
     /// the same call never hand a downstream API the same idempotency key. The default appends
     /// nothing: a store with one namespace (the memory and file stores; two file stores in two
-    /// directories are two namespaces only if wrapped in `Prefixed`).
+    /// directories are two namespaces only if wrapped in `Prefixed`). A wrapper around another
+    /// store must forward this (`self.inner.namespace(out)`), or a `Prefixed` store beneath it
+    /// loses its namespace in derived keys.
     fn namespace(&self, out: &mut String) {
         let _ = out;
     }

@@ -181,6 +181,10 @@ impl LostReplyStorage {
 }
 
 impl Storage for LostReplyStorage {
+    fn namespace(&self, out: &mut String) {
+        self.inner.namespace(out);
+    }
+
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         self.inner.try_claim(key, req).await
     }
