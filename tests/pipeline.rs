@@ -341,6 +341,36 @@ fn scenario_8_pipeline_transient_error_releases_the_claim() {
     assert_eq!(g.runs.load(Ordering::SeqCst), 2);
 }
 
+/// A manager built with `cache_failures(false)` makes every pipeline error transient, as it
+/// does for `try_execute` and `#[idempotent]`: nothing is stored, the next call runs again.
+#[test]
+fn scenario_8_pipeline_follows_the_managers_cache_failures() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let manager = IdempotencyManager::builder(MemoryStorage::new())
+        .cache_failures(false)
+        .build()
+        .unwrap();
+    let pipeline = IdempotentPipeline::new(
+        DieselCo2e {
+            runs: Arc::clone(&runs),
+            factor: 2.58354,
+            options: CallOptions::default(),
+        },
+        manager,
+    );
+    let first = pipeline.execute(&-1.0).unwrap();
+    assert_eq!(first.value, Err(CalcError::Negative(-1.0)));
+    assert_eq!(pipeline.status(&-1.0).unwrap().status(), None, "stored");
+    let again = pipeline.execute(&-1.0).unwrap();
+    assert!(!again.is_replayed());
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // A call's own option still wins over the manager's.
+    let call = pipeline.call(&-2.0).unwrap().cache_failures(true);
+    pipeline.execute_call(&call, &-2.0).unwrap();
+    assert!(pipeline.execute_call(&call, &-2.0).unwrap().is_replayed());
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
+
 #[test]
 fn pipeline_call_can_be_adjusted_before_execute() {
     let f = fixture();

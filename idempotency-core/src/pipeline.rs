@@ -101,7 +101,9 @@ pub trait Pipeline {
     /// Whether `error` is transient (a timeout, a 429, a full disk): the claim is then released
     /// so the next call runs again, and nothing is stored (SEMANTICS.md scenario 8). The default,
     /// `false`, treats every error as permanent: it is stored as a `Failed` record and replayed
-    /// (scenario 7). `CallOptions::cache_failures = Some(false)` makes every error transient.
+    /// (scenario 7). `CallOptions::cache_failures = Some(false)` (or a manager built with
+    /// `ManagerBuilder::cache_failures(false)`, when the call sets none) makes every error
+    /// transient.
     fn is_transient(&self, error: &Self::Error) -> bool {
         let _ = error;
         false
@@ -293,7 +295,7 @@ impl<P: Pipeline> IdempotentPipeline<P> {
     /// # Errors
     /// As [`execute_with_key`](Self::execute_with_key).
     pub fn execute_call(&self, call: &Call, input: &P::Input) -> PipelineResult<P> {
-        let all_transient = call.options.cache_failures == Some(false);
+        let all_transient = !self.manager.config().caches_failures_of(call);
         let pipeline = &self.pipeline;
         self.manager.try_execute_with_sync(
             call,

@@ -50,7 +50,16 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let (manager, call) = (manager?, call?);
+    let (manager, call) = match (manager, call) {
+        (Ok(manager), Ok(call)) => (manager, call),
+        (Err(e), _) | (_, Err(e)) => {
+            // A framework error raised before the manager ran (no default manager, a key that
+            // fails to derive): an enclosing idempotent body's failure is then not stored, as
+            // for the manager's own errors.
+            idempotency_core::framework_error_seen();
+            return Err(e);
+        }
+    };
     manager.execute(&call, f).await.map(Outcome::into_value)
 }
 

@@ -125,10 +125,7 @@ impl<E: From<Error>> FromFrameworkError for E {
 
 /// Whether `call` caches failures, as the classifier that releases the claim for the others.
 fn transient<E: Serialize>(manager: &IdempotencyManager, call: &Call) -> impl Fn(&E) -> bool {
-    let cache = call
-        .options
-        .cache_failures
-        .unwrap_or(manager.config().cache_failures());
+    let cache = manager.config().caches_failures_of(call);
     move |e: &E| !cache || Error::is_carried_by(e)
 }
 

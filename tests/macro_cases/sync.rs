@@ -1015,3 +1015,41 @@ fn scenario_08_a_nested_framework_error_turned_into_a_string_is_not_cached() {
     assert_eq!(STR_OUTER.load(Ordering::SeqCst), 2);
     assert_eq!(STR_INNER.load(Ordering::SeqCst), 1);
 }
+
+static EMPTY_KEY_OUTER: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(manager = m, key = id)]
+fn keyed_plain(#[idempotency(skip)] m: &IdempotencyManager, id: &str) -> u64 {
+    id.len() as u64
+}
+
+#[idempotent(manager = m)]
+fn keyed_outer(
+    #[idempotency(skip)] m: &IdempotencyManager,
+    #[idempotency(skip)] id: &str,
+    n: u64,
+) -> Result<u64, String> {
+    EMPTY_KEY_OUTER.fetch_add(1, Ordering::SeqCst);
+    // A nested `-> T` call whose key fails before its manager runs (an empty key), its error
+    // turned into a `String` by the body.
+    let v = keyed_plain(m, id).map_err(|e| e.to_string())?;
+    Ok(v + n)
+}
+
+/// A framework error that a nested `-> T` function raises before its manager runs (here an
+/// empty caller-supplied key) is a framework error like any other: the enclosing function's
+/// failure is not stored, and its next call runs again.
+#[test]
+fn scenario_08_a_nested_plain_fns_early_framework_error_is_not_cached() {
+    let m = memory();
+    let first = keyed_outer(&m, "", 1).unwrap_err();
+    assert!(first.contains("key"), "{first}");
+    assert_eq!(EMPTY_KEY_OUTER.load(Ordering::SeqCst), 1);
+    // The same call again runs again (nothing was stored), and fails the same way.
+    assert!(keyed_outer(&m, "", 1).is_err());
+    assert_eq!(
+        EMPTY_KEY_OUTER.load(Ordering::SeqCst),
+        2,
+        "the failure was cached"
+    );
+}

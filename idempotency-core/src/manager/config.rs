@@ -65,6 +65,13 @@ impl ManagerConfig {
     pub fn cache_failures(&self) -> bool {
         self.cache_failures
     }
+    /// Whether `call`'s own errors are stored as `Failed` records: its
+    /// [`CallOptions::cache_failures`](super::CallOptions::cache_failures) where it sets one,
+    /// else this manager's [`cache_failures`](Self::cache_failures). Every entry point that
+    /// classifies errors (`try_execute`, the pipeline, `#[idempotent]`) asks this.
+    pub fn caches_failures_of(&self, call: &super::Call) -> bool {
+        call.options.cache_failures.unwrap_or(self.cache_failures)
+    }
     /// Whether a call's lease is renewed while its function runs, by default (a call's
     /// [`CallOptions::renew_lease`](super::CallOptions::renew_lease) overrides it).
     pub fn renew_leases(&self) -> bool {
