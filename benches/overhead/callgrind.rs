@@ -9,7 +9,7 @@ use std::hint::black_box;
 use idempotency::{IdempotencyKey, IdempotencyManager, MemoryStorage};
 use sha2::{Digest, Sha256};
 
-use crate::paths::{args, call_for, receipt, MACRO_MANAGER};
+use crate::paths::{args, call_for, receipt};
 
 /// The paths this mode runs, in the order the script reports them.
 pub const PATHS: &[&str] = &[
@@ -88,13 +88,10 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
             }
         }
         "manual-hit" => {
-            let m = &*MACRO_MANAGER;
             let a = args(5);
-            m.execute_sync(&call_for("bench::macro-by-hand", &a), receipt)
-                .map_err(|e| e.to_string())?;
+            crate::paths::charge_by_hand(a.clone()).map_err(|e| e.to_string())?;
             for _ in 0..iterations {
-                let c = call_for("bench::macro-by-hand", black_box(&a));
-                black_box(m.execute_sync(&c, receipt).ok());
+                black_box(crate::paths::charge_by_hand(black_box(a.clone())).ok());
             }
         }
         "macro-hit" => {

@@ -89,6 +89,21 @@ impl MemoryStorage {
 }
 
 impl Storage for MemoryStorage {
+    /// The record of `key` when it is `Success` or `Failed` and live on the store's clock: what
+    /// a claim would answer, read under the same lock.
+    fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed> {
+        let now = self.clock.now();
+        let map = self.lock();
+        let record = map.get(key)?;
+        match record.status_at(now) {
+            RecordStatus::Success | RecordStatus::Failed => Some(Observed {
+                record: record.clone(),
+                now,
+            }),
+            RecordStatus::Pending | RecordStatus::Expired => None,
+        }
+    }
+
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let now = self.clock.now();
         let mut map = self.lock();

@@ -174,6 +174,14 @@ impl<S: Storage> Storage for Prefixed<S> {
         out.push_str(&self.head);
     }
 
+    /// The inner store's answer at the stored key. A record that is not the stored key's is
+    /// left for the claim to report (`None`).
+    fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed> {
+        let stored = self.stored_key(key);
+        let observed = self.inner.peek_finished(&stored)?;
+        self.own_observed(key, &stored, observed).ok()
+    }
+
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let stored = self.stored_key(key);
         match self.inner.try_claim(&stored, req).await? {

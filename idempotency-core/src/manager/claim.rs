@@ -36,6 +36,18 @@ pub(super) enum Claimed<'a> {
     },
 }
 
+/// One claim's answer, read.
+#[allow(clippy::large_enum_variant)] // Returned at once, never held across an await (issue 17).
+enum Settled<'a> {
+    /// The claim step is over.
+    Done(Claimed<'a>),
+    /// A live `Pending` record of `holder`, whose lease ends at `lease_until` (store clock).
+    Conflict {
+        holder: Owner,
+        lease_until: crate::record::Timestamp,
+    },
+}
+
 impl IdempotencyManager {
     /// Claims `call`'s key: one claim, or, under [`ConflictPolicy::Wait`], one claim per poll
     /// until the holder finishes or the wait ends.
@@ -52,7 +64,17 @@ impl IdempotencyManager {
         let storage = &self.inner.storage;
         let counters = &self.inner.counters;
         if call.options.refresh && settings.fingerprint == FingerprintPolicy::Reject {
-            self.refuse_refresh_of_other_inputs(call, key).await?;
+            // Boxed, as the wait below: rare steps kept out of every claim's future.
+            Box::pin(self.refuse_refresh_of_other_inputs(call, key)).await?;
+        }
+        if !call.options.refresh {
+            // A live finished record the store reads at once is what the claim would answer:
+            // replay it without making a claim request (see `Storage::peek_finished`).
+            if let Some(obs) = storage.peek_finished(key) {
+                if let Settled::Done(claimed) = self.existing(call, key, settings, obs)? {
+                    return Ok(claimed);
+                }
+            }
         }
         let req = settings.request(call);
         let mut wait = Wait::new(settings.on_conflict, self.inner.config.poll_interval);
@@ -61,53 +83,100 @@ impl IdempotencyManager {
             let timer = StoreTimer::start();
             let claimed = storage.try_claim(key, &req).await;
             timer.stop("claim");
-            let claim = match claimed {
-                Ok(c) => c,
-                Err(e) => return self.store_down(e, key, &req),
-            };
-            wait.settled(&claim, counters);
-            let obs = match claim {
-                Claim::Acquired {
-                    owner, takeover, ..
-                } => {
-                    counters.step(Step::Claimed, key, Some(&owner));
-                    if takeover {
-                        counters.step(Step::TookOver, key, Some(&owner));
-                    }
-                    crate::fault_point!(crate::fault::AFTER_CLAIM, key.as_str());
-                    let lease = Lease {
-                        owner,
-                        claimed_at,
-                        takeover,
-                    };
-                    let attempt = Attempt::new(&self.inner, key, lease, settings);
-                    return Ok(Claimed::Acquired(attempt));
-                }
-                Claim::Existing(obs) => obs,
-            };
-            // The mismatch answer comes before the in-progress answer (scenario 16).
-            let mismatch = obs.record.fingerprint != call.fingerprint;
-            if mismatch {
-                let rejected = settings.fingerprint == FingerprintPolicy::Reject;
-                counters.step(Step::Mismatch { rejected }, key, None);
-                if rejected {
-                    return Err(Error::FingerprintMismatch { key: key.clone() });
-                }
+            // The answer is read by a plain function, so that no record is held across the
+            // wait below: this future stays small, and a replay moves less (issue 17).
+            let (holder, lease_until) =
+                match self.settle(call, key, &req, settings, &wait, claimed_at, claimed)? {
+                    Settled::Done(claimed) => return Ok(claimed),
+                    Settled::Conflict {
+                        holder,
+                        lease_until,
+                    } => (holder, lease_until),
+                };
+            if !Box::pin(wait.again(counters, key, &holder)).await {
+                return Err(Error::InProgress {
+                    key: key.clone(),
+                    lease_until,
+                });
             }
-            match obs.record.status {
-                RecordStatus::Pending | RecordStatus::Expired => {
-                    let holder = obs.record.owner;
-                    if !wait.again(counters, key, &holder).await {
-                        return Err(Error::InProgress {
-                            key: key.clone(),
-                            lease_until: obs.record.expires_at,
-                        });
-                    }
+        }
+    }
+
+    /// What one claim's answer means: the key is held, a finished record is to be replayed, or
+    /// a live `Pending` record is a conflict (`Settled::Conflict`, for the caller to wait on or
+    /// report).
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim), but never [`Error::InProgress`].
+    #[allow(clippy::too_many_arguments)]
+    fn settle<'a>(
+        &'a self,
+        call: &Call,
+        key: &'a IdempotencyKey,
+        req: &ClaimRequest,
+        settings: Settings,
+        wait: &Wait,
+        claimed_at: Instant,
+        claimed: Result<Claim>,
+    ) -> Result<Settled<'a>> {
+        let counters = &self.inner.counters;
+        let claim = match claimed {
+            Ok(c) => c,
+            Err(e) => return self.store_down(e, key, req).map(Settled::Done),
+        };
+        wait.settled(&claim, counters);
+        let obs = match claim {
+            Claim::Acquired {
+                owner, takeover, ..
+            } => {
+                counters.step(Step::Claimed, key, Some(&owner));
+                if takeover {
+                    counters.step(Step::TookOver, key, Some(&owner));
                 }
-                RecordStatus::Success | RecordStatus::Failed => {
-                    counters.step(Step::Replayed, key, Some(&obs.record.owner));
-                    return Ok(Claimed::Finished { obs, mismatch });
-                }
+                crate::fault_point!(crate::fault::AFTER_CLAIM, key.as_str());
+                let lease = Lease {
+                    owner,
+                    claimed_at,
+                    takeover,
+                };
+                let attempt = Attempt::new(&self.inner, key, lease, settings);
+                return Ok(Settled::Done(Claimed::Acquired(attempt)));
+            }
+            Claim::Existing(obs) => obs,
+        };
+        self.existing(call, key, settings, obs)
+    }
+
+    /// What a live record found by a claim means: a finished one is replayed, a `Pending` one
+    /// is a conflict; a fingerprint mismatch under the reject policy is an error first.
+    ///
+    /// # Errors
+    /// [`Error::FingerprintMismatch`] (reject policy).
+    fn existing<'a>(
+        &'a self,
+        call: &Call,
+        key: &'a IdempotencyKey,
+        settings: Settings,
+        obs: Observed,
+    ) -> Result<Settled<'a>> {
+        let counters = &self.inner.counters;
+        // The mismatch answer comes before the in-progress answer (scenario 16).
+        let mismatch = obs.record.fingerprint != call.fingerprint;
+        if mismatch {
+            let rejected = settings.fingerprint == FingerprintPolicy::Reject;
+            counters.step(Step::Mismatch { rejected }, key, None);
+            if rejected {
+                return Err(Error::FingerprintMismatch { key: key.clone() });
+            }
+        }
+        match obs.record.status {
+            RecordStatus::Pending | RecordStatus::Expired => Ok(Settled::Conflict {
+                holder: obs.record.owner,
+                lease_until: obs.record.expires_at,
+            }),
+            RecordStatus::Success | RecordStatus::Failed => {
+                counters.step(Step::Replayed, key, Some(&obs.record.owner));
+                Ok(Settled::Done(Claimed::Finished { obs, mismatch }))
             }
         }
     }

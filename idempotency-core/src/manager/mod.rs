@@ -178,10 +178,7 @@ impl IdempotencyManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let cache = call
-            .options
-            .cache_failures
-            .unwrap_or(self.inner.config.cache_failures());
+        let cache = self.inner.config.caches_failures_of(call);
         self.try_execute_with(call, f, move |_: &E| !cache).await
     }
 
@@ -307,32 +304,17 @@ impl IdempotencyManager {
         let outcome: Result<Outcome<R>, Error> = async {
             let settings = self.inner.config.resolve(call)?;
             self.inner.counters.request();
-            match self.claim(call, &call.key, settings).await? {
-                Claimed::Acquired(attempt) => attempt.run(f, codec).await,
-                Claimed::Finished { obs, mismatch } => {
-                    Outcome::replay(&call.key, &obs, mismatch, codec)
+            // A replay is read here; the rest is boxed, so that the future of every call is
+            // no larger than a replay needs and is cheap to move (issue 17). Matched by hand,
+            // without `?`, so that no claim answer is held across the await.
+            let held = match self.claim(call, &call.key, settings).await {
+                Err(e) => return Err(e),
+                Ok(Claimed::Finished { obs, mismatch }) => {
+                    return Outcome::replay(&call.key, &obs, mismatch, codec)
                 }
-                Claimed::Unprotected { execution_id } => {
-                    let ctx = Arc::new(CallContext::new(
-                        call.key.clone(),
-                        Arc::clone(&self.inner.namespace),
-                        execution_id,
-                        0,
-                    ));
-                    let value = match attempt::body(f, &ctx).await {
-                        Ok(value) => value,
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    };
-                    if ctx.nested_error() {
-                        // Nothing is stored here: the enclosing body, if any, hears of it.
-                        crate::current::framework_error_seen();
-                    }
-                    Ok(Outcome {
-                        value,
-                        provenance: Provenance::unprotected(&call.key, execution_id),
-                    })
-                }
-            }
+                Ok(held) => Box::pin(self.run_held(call, held, f, codec)),
+            };
+            held.await
         }
         .await;
         if outcome.is_err() {
@@ -341,5 +323,46 @@ impl IdempotencyManager {
             crate::current::framework_error_seen();
         }
         outcome
+    }
+
+    /// The run of `f` once the claim step is over without a replay: under the claim
+    /// ([`Claimed::Acquired`]) or, fail-open, unprotected ([`Claimed::Unprotected`]).
+    async fn run_held<R, F, Fut, K>(
+        &self,
+        call: &Call,
+        held: Claimed<'_>,
+        f: F,
+        codec: &K,
+    ) -> Result<Outcome<R>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = R>,
+        K: Codec<R>,
+    {
+        let execution_id = match held {
+            Claimed::Acquired(attempt) => return attempt.run(f, codec).await,
+            Claimed::Finished { obs, mismatch } => {
+                return Outcome::replay(&call.key, &obs, mismatch, codec)
+            }
+            Claimed::Unprotected { execution_id } => execution_id,
+        };
+        let ctx = Arc::new(CallContext::new(
+            call.key.clone(),
+            Arc::clone(&self.inner.namespace),
+            execution_id,
+            0,
+        ));
+        let value = match attempt::body(f, &ctx).await {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if ctx.nested_error() {
+            // Nothing is stored here: the enclosing body, if any, hears of it.
+            crate::current::framework_error_seen();
+        }
+        Ok(Outcome {
+            value,
+            provenance: Provenance::unprotected(&call.key, execution_id),
+        })
     }
 }

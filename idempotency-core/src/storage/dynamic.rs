@@ -54,6 +54,7 @@ pub trait DynStorage: Send + Sync + Debug + 'static {
     fn delete<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
     fn exists<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
     fn namespace(&self, out: &mut String);
+    fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed>;
 }
 
 impl<S: Storage> DynStorage for S {
@@ -108,6 +109,9 @@ impl<S: Storage> DynStorage for S {
     }
     fn namespace(&self, out: &mut String) {
         Storage::namespace(self, out);
+    }
+    fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed> {
+        Storage::peek_finished(self, key)
     }
 }
 

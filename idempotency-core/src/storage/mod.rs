@@ -257,6 +257,24 @@ pub trait Storage: Send + Sync + Debug + 'static {
         let _ = out;
     }
 
+    /// A live finished record of `key` (`Success` or `Failed`, within its TTL) that this store
+    /// can read at once, without I/O and without waiting on anything but a short in-process lock:
+    /// exactly what [`try_claim`](Self::try_claim) would answer as [`Claim::Existing`] at this
+    /// moment (a claim of a live finished record writes nothing). The manager asks this before
+    /// it claims (unless the call is a cache bypass) and replays what it returns, so that a
+    /// replay needs no claim request: no execution id, no boxed claim future.
+    ///
+    /// `None` means "claim to find out": no record, a `Pending` or expired record, or a store
+    /// that cannot answer without I/O. Answering `None` is always correct; answering `Some` for
+    /// a record a claim would not have returned as a live finished record is not. The default
+    /// answers `None`. [`MemoryStorage`](crate::MemoryStorage) answers from its map and
+    /// [`Prefixed`](crate::Prefixed) forwards to the store it wraps; a wrapper that changes what
+    /// a claim answers (a fault injector) must not forward it.
+    fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed> {
+        let _ = key;
+        None
+    }
+
     /// Whether a live (not expired) record exists for `key`.
     ///
     /// # Errors

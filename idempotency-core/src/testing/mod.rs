@@ -58,12 +58,12 @@ pub use self::fencing::{
     scenario_5_transitions_reapplied_by_their_owner_succeed,
 };
 pub use self::outcomes::{
-    scenario_16_fingerprint_mismatch, scenario_18_scope_by_function, scenario_19_tenant_isolation,
-    scenario_21_retention_boundary, scenario_26_corrupt_record_fails_closed,
-    scenario_28_large_results, scenario_29_incompatible_result_type,
-    scenario_32_missing_or_empty_key, scenario_6_replay_after_success,
-    scenario_7_permanent_failure_is_cached, scenario_8_transient_failure_is_not_cached,
-    scenario_9_panic_and_cancellation, Falsy, PayError,
+    peek_finished_answers_what_a_claim_would, scenario_16_fingerprint_mismatch,
+    scenario_18_scope_by_function, scenario_19_tenant_isolation, scenario_21_retention_boundary,
+    scenario_26_corrupt_record_fails_closed, scenario_28_large_results,
+    scenario_29_incompatible_result_type, scenario_32_missing_or_empty_key,
+    scenario_6_replay_after_success, scenario_7_permanent_failure_is_cached,
+    scenario_8_transient_failure_is_not_cached, scenario_9_panic_and_cancellation, Falsy, PayError,
 };
 pub use self::replay::{
     issue_12_every_serde_shape_replays, issue_12_item_5_result_over_the_limit_reaches_its_caller,
@@ -202,6 +202,7 @@ macro_rules! conformance_suite {
             scenario_29_incompatible_result_type,
             scenario_31_wait_mode,
             scenario_32_missing_or_empty_key,
+            peek_finished_answers_what_a_claim_would,
             issue_12_item_5_result_over_the_limit_reaches_its_caller,
             issue_12_item_6_tagged_enum_and_skipped_field_replay,
             issue_12_every_serde_shape_replays

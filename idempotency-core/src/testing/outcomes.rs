@@ -1,7 +1,8 @@
 //! What a call's outcome stores and replays: scenarios 6 to 9 (success, permanent and transient
 //! failures, panics and cancellation), 16, 18 and 19 (key identity: fingerprints, operations,
 //! tenants), 21 (retention), 26, 28 and 29 (corrupt, large and incompatible records) and 32
-//! (missing keys).
+//! (missing keys), and [`Storage::peek_finished`](crate::Storage::peek_finished), the read
+//! a replay may take instead of a claim.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,10 +10,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{call, custom_call, kind, manager, manager_with, must, Harness, LEASE, TTL};
+use super::{
+    call, claim_fresh, custom_call, kind, manager, manager_with, must, Harness, LEASE, TTL,
+};
 use crate::{
-    Call, Error, ErrorKind, FingerprintPolicy, IdempotencyKey, IdempotencyManager, KeyEncoder,
-    Outcome, RecordStatus,
+    Call, Claim, ClaimRequest, DynStorage, Error, ErrorKind, Fingerprint, FingerprintPolicy,
+    IdempotencyKey, IdempotencyManager, KeyEncoder, Outcome, RecordError, RecordStatus,
 };
 
 /// A value with every "empty" shape, to prove replays return exactly the stored value.
@@ -497,4 +500,56 @@ pub async fn scenario_32_missing_or_empty_key<H: Harness>(h: &H) {
             enc.finish()
         });
     assert_eq!(kind(r), ErrorKind::InvalidKey);
+}
+
+/// A store's [`peek_finished`](crate::Storage::peek_finished) answers only what a claim would
+/// answer at that moment: nothing for an absent, `Pending` or expired record, and a live
+/// `Success` or `Failed` record exactly as [`Claim::Existing`] returns it. (A store that always
+/// answers `None`, the default, passes.)
+pub async fn peek_finished_answers_what_a_claim_would<H: Harness>(h: &H) {
+    let store = h.store();
+    let key = call("kit::peek", &"success").key;
+    peek_agrees(&*store, &key, "absent").await;
+    let owner = claim_fresh(&*store, &key, LEASE).await;
+    peek_agrees(&*store, &key, "pending").await;
+    must(store.complete(&key, &owner, b"\x01", TTL).await);
+    peek_agrees(&*store, &key, "success").await;
+
+    let failed = call("kit::peek", &"failed").key;
+    let owner = claim_fresh(&*store, &failed, LEASE).await;
+    let error = RecordError::Encoded(vec![2]);
+    must(store.fail(&failed, &owner, &error, TTL).await);
+    peek_agrees(&*store, &failed, "failed").await;
+
+    h.advance(TTL + Duration::from_millis(50)).await;
+    peek_agrees(&*store, &key, "expired success").await;
+    peek_agrees(&*store, &failed, "expired failure").await;
+}
+
+/// Checks one state of `key` (`state` names it): a peeked record must be live and finished, and
+/// a claim made now must find exactly it. A claim is made only when the peek answered.
+async fn peek_agrees<S: DynStorage + ?Sized>(store: &S, key: &IdempotencyKey, state: &str) {
+    let Some(peeked) = store.peek_finished(key) else {
+        return;
+    };
+    assert!(
+        matches!(
+            peeked.status(),
+            RecordStatus::Success | RecordStatus::Failed
+        ),
+        "peek_finished ({state}): answered a record that is not live and finished: {peeked:?}"
+    );
+    let req = ClaimRequest {
+        execution_id: crate::rt::execution_id(),
+        fingerprint: Fingerprint([6; 32]),
+        lease: LEASE,
+        refresh: false,
+    };
+    match must(store.try_claim(key, &req).await) {
+        Claim::Existing(obs) => assert_eq!(
+            obs.record, peeked.record,
+            "peek_finished ({state}): a claim found another record"
+        ),
+        other => panic!("peek_finished ({state}): answered {peeked:?}, a claim {other:?}"),
+    }
 }
