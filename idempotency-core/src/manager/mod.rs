@@ -301,28 +301,25 @@ impl IdempotencyManager {
         Fut: Future<Output = R>,
         K: Codec<R>,
     {
-        let outcome: Result<Outcome<R>, Error> = async {
-            let settings = self.inner.config.resolve(call)?;
-            self.inner.counters.request();
-            // A replay is read here; the rest is boxed, so that the future of every call is
-            // no larger than a replay needs and is cheap to move (issue 17). Matched by hand,
-            // without `?`, so that no claim answer is held across the await.
-            let held = match self.claim(call, &call.key, settings).await {
-                Err(e) => return Err(e),
-                Ok(Claimed::Finished { obs, mismatch }) => {
-                    return Outcome::replay(&call.key, &obs, mismatch, codec)
-                }
-                Ok(held) => Box::pin(self.run_held(call, held, f, codec)),
-            };
-            held.await
-        }
-        .await;
-        if outcome.is_err() {
-            // A framework error inside another function's body: that body's failure is not
-            // stored (see `Attempt::run`).
-            crate::current::framework_error_seen();
-        }
-        outcome
+        // Every error here is a framework error, and inside another function's body that
+        // body's failure is then not stored (see `Attempt::run`): `seen` says so. No inner
+        // future: a replay's value moves through as few futures as possible (issue 17).
+        let settings = match self.inner.config.resolve(call) {
+            Ok(settings) => settings,
+            Err(e) => return Err(seen(e)),
+        };
+        self.inner.counters.request();
+        // A replay is read here; the rest is boxed, so that the future of every call is no
+        // larger than a replay needs and is cheap to move. Matched by hand, without `?`, so
+        // that no claim answer is held across the await.
+        let held = match self.claim(call, &call.key, settings).await {
+            Err(e) => return Err(seen(e)),
+            Ok(Claimed::Finished { obs, mismatch }) => {
+                return Outcome::replay(&call.key, &obs, mismatch, codec).map_err(seen)
+            }
+            Ok(held) => Box::pin(self.run_held(call, held, f, codec)),
+        };
+        held.await.map_err(seen)
     }
 
     /// The run of `f` once the claim step is over without a replay: under the claim
@@ -365,4 +362,11 @@ impl IdempotencyManager {
             provenance: Provenance::unprotected(&call.key, execution_id),
         })
     }
+}
+
+/// `e`, after telling an enclosing idempotent body that a framework error happened inside it
+/// ([`framework_error_seen`](crate::current::framework_error_seen)).
+fn seen(e: Error) -> Error {
+    crate::current::framework_error_seen();
+    e
 }
