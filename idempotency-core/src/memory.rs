@@ -92,9 +92,13 @@ impl Storage for MemoryStorage {
     /// The record of `key` when it is `Success` or `Failed` and live on the store's clock: what
     /// a claim would answer, read under the same lock.
     fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed> {
-        let now = self.clock.now();
         let map = self.lock();
         let record = map.get(key)?;
+        if record.status == RecordStatus::Pending {
+            return None;
+        }
+        // Read only for a finished record: an absent key (a first call) costs one lookup.
+        let now = self.clock.now();
         match record.status_at(now) {
             RecordStatus::Success | RecordStatus::Failed => Some(Observed {
                 record: record.clone(),
