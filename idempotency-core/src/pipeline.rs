@@ -295,12 +295,12 @@ impl<P: Pipeline> IdempotentPipeline<P> {
     /// # Errors
     /// As [`execute_with_key`](Self::execute_with_key).
     pub fn execute_call(&self, call: &Call, input: &P::Input) -> PipelineResult<P> {
-        let all_transient = !self.manager.config().caches_failures_of(call);
+        // `try_execute_with` makes every error transient when failures are not cached.
         let pipeline = &self.pipeline;
         self.manager.try_execute_with_sync(
             call,
             || pipeline.run(input),
-            |e: &P::Error| all_transient || pipeline.is_transient(e),
+            |e: &P::Error| pipeline.is_transient(e),
         )
     }
 

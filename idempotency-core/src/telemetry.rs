@@ -18,6 +18,10 @@
 //! | `idempotency_store_errors_total` | counter | `operation` | store failures |
 //! | `idempotency_lock_wait_seconds` | histogram | | time spent waiting under `ConflictPolicy::Wait` |
 //! | `idempotency_store_latency_seconds` | histogram | `operation` | duration of each store step |
+//!
+//! A replay that the store answers without a claim ([`Storage::peek_finished`](crate::Storage::peek_finished),
+//! the memory store) makes no store step, so it adds no `claim` sample to
+//! `idempotency_store_latency_seconds`; count requests and replays with the counters above.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -511,3 +511,54 @@ fn scenario_08_a_failure_after_a_nested_framework_error_is_not_cached() {
     assert_eq!(again.value, Err("declined".to_owned()));
     assert!(again.is_replayed());
 }
+
+/// `cache_failures(false)`, on the manager or on the call, makes every error transient through
+/// `try_execute_with` too, whatever its classifier says (scenario 8): nothing is stored, the
+/// next call runs again. A call's `cache_failures(true)` wins over the manager's `false`.
+#[test]
+fn scenario_08_try_execute_with_follows_cache_failures_false() {
+    let permanent = |_: &String| false;
+    let runs = AtomicUsize::new(0);
+    let fail = || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Err::<u32, String>("no".to_owned())
+    };
+    let m = IdempotencyManager::builder(MemoryStorage::new())
+        .cache_failures(false)
+        .build()
+        .unwrap();
+    let c = call("try-with-manager-off");
+    for _ in 0..2 {
+        let out = block_on(m.try_execute_with(&c, fail, permanent)).unwrap();
+        assert_eq!(out.value, Err("no".to_owned()));
+        assert!(!out.is_replayed());
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "a manager's cache_failures(false)"
+    );
+    let on = call("try-with-call-on").cache_failures(true);
+    block_on(m.try_execute_with(&on, fail, permanent)).unwrap();
+    assert!(block_on(m.try_execute_with(&on, fail, permanent))
+        .unwrap()
+        .is_replayed());
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "a call's cache_failures(true)"
+    );
+
+    let m = IdempotencyManager::new(MemoryStorage::new());
+    let off = call("try-with-call-off").cache_failures(false);
+    for _ in 0..2 {
+        assert!(!block_on(m.try_execute_with(&off, fail, permanent))
+            .unwrap()
+            .is_replayed());
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        5,
+        "a call's cache_failures(false)"
+    );
+}

@@ -174,7 +174,9 @@ impl IdempotencyLayer {
 
     /// Which response statuses are stored and replayed (default [`default_store_if`]: all but
     /// 5xx, 408 and 429). A response not stored reaches its client and releases the key, so a
-    /// retry runs the handler again.
+    /// retry runs the handler again. This alone decides what the layer stores: a manager built
+    /// with `cache_failures(false)` does not change it (a stored 4xx is the handler's answer,
+    /// as the IETF draft and Stripe replay it); return `false` for 4xx to store only successes.
     pub fn store_if(self, f: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
         self.edit(|c| c.store_if = Arc::new(f))
     }

@@ -123,10 +123,10 @@ impl<E: From<Error>> FromFrameworkError for E {
     }
 }
 
-/// Whether `call` caches failures, as the classifier that releases the claim for the others.
-fn transient<E: Serialize>(manager: &IdempotencyManager, call: &Call) -> impl Fn(&E) -> bool {
-    let cache = manager.config().caches_failures_of(call);
-    move |e: &E| !cache || Error::is_carried_by(e)
+/// The classifier of stored failures: an error that carries a framework error is transient
+/// (the manager's `try_execute_with` adds "every error, when failures are not cached").
+fn transient<E: Serialize>() -> impl Fn(&E) -> bool {
+    |e: &E| Error::is_carried_by(e)
 }
 
 /// The function's own result, or a framework error converted into `E`.
@@ -166,7 +166,7 @@ impl StoredFailures {
     {
         let run = async move {
             let (manager, call) = (manager?, call?);
-            let classify = transient::<E>(&manager, &call);
+            let classify = transient::<E>();
             manager.try_execute_with(&call, f, classify).await
         };
         finish(run.await)

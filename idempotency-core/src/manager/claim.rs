@@ -70,7 +70,10 @@ impl IdempotencyManager {
         if !call.options.refresh {
             // A live finished record the store reads at once is what the claim would answer:
             // replay it without making a claim request (see `Storage::peek_finished`).
-            if let Some(obs) = storage.peek_finished(key) {
+            // Only a live finished record, whatever a store answers.
+            let live =
+                |o: &Observed| matches!(o.status(), RecordStatus::Success | RecordStatus::Failed);
+            if let Some(obs) = storage.peek_finished(key).filter(live) {
                 if let Settled::Done(claimed) = self.existing(call, key, settings, obs)? {
                     return Ok(claimed);
                 }

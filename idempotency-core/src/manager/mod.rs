@@ -178,13 +178,15 @@ impl IdempotencyManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let cache = self.inner.config.caches_failures_of(call);
-        self.try_execute_with(call, f, move |_: &E| !cache).await
+        self.try_execute_with(call, f, |_: &E| false).await
     }
 
     /// As [`try_execute`](Self::try_execute), with `is_transient` classifying each error: a
     /// transient error (timeout, 429, 5xx) releases the claim so the next call runs again
-    /// (SEMANTICS.md scenario 8); a permanent one is stored and replayed (scenario 7).
+    /// (SEMANTICS.md scenario 8); a permanent one is stored and replayed (scenario 7). When
+    /// failures are not cached (the call's [`Call::cache_failures`]`(false)`, else the
+    /// manager's [`ManagerBuilder::cache_failures`]`(false)`), every error is transient,
+    /// whatever `is_transient` says.
     ///
     /// # Errors
     /// As [`execute`](Self::execute).
@@ -201,7 +203,9 @@ impl IdempotencyManager {
         Fut: Future<Output = std::result::Result<T, E>>,
         C: Fn(&E) -> bool,
     {
-        self.run(call, f, &Classified(is_transient)).await
+        let cache = self.inner.config.caches_failures_of(call);
+        let classify = move |e: &E| !cache || is_transient(e);
+        self.run(call, f, &Classified(classify)).await
     }
 
     /// The sync form of [`execute`](Self::execute): `f` runs on the calling thread. Safe inside

@@ -54,7 +54,10 @@ pub trait DynStorage: Send + Sync + Debug + 'static {
     fn delete<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
     fn exists<'a>(&'a self, key: &'a IdempotencyKey) -> BoxFuture<'a, Result<bool>>;
     fn namespace(&self, out: &mut String);
-    fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed>;
+    fn peek_finished(&self, key: &IdempotencyKey) -> Option<Observed> {
+        let _ = key;
+        None
+    }
 }
 
 impl<S: Storage> DynStorage for S {

@@ -503,9 +503,10 @@ pub async fn scenario_32_missing_or_empty_key<H: Harness>(h: &H) {
 }
 
 /// A store's [`peek_finished`](crate::Storage::peek_finished) answers only what a claim would
-/// answer at that moment: nothing for an absent, `Pending` or expired record, and a live
-/// `Success` or `Failed` record exactly as [`Claim::Existing`] returns it. (A store that always
-/// answers `None`, the default, passes.)
+/// answer at that moment: nothing for an absent, `Pending`, deleted or expired record (also at
+/// the exact end of its TTL), and a live `Success` or `Failed` record exactly as
+/// [`Claim::Existing`] returns it, the newest one after a cache bypass replaced it (never a
+/// stale copy). (A store that always answers `None`, the default, passes.)
 pub async fn peek_finished_answers_what_a_claim_would<H: Harness>(h: &H) {
     let store = h.store();
     let key = call("kit::peek", &"success").key;
@@ -520,10 +521,30 @@ pub async fn peek_finished_answers_what_a_claim_would<H: Harness>(h: &H) {
     let error = RecordError::Encoded(vec![2]);
     must(store.fail(&failed, &owner, &error, TTL).await);
     peek_agrees(&*store, &failed, "failed").await;
+    must(store.delete(&failed).await);
+    peek_agrees(&*store, &failed, "deleted").await;
 
-    h.advance(TTL + Duration::from_millis(50)).await;
-    peek_agrees(&*store, &key, "expired success").await;
-    peek_agrees(&*store, &failed, "expired failure").await;
+    // A cache bypass replaces the record: a peek must not answer the old one.
+    let bypass = ClaimRequest {
+        execution_id: crate::rt::execution_id(),
+        fingerprint: Fingerprint([5; 32]),
+        lease: LEASE,
+        refresh: true,
+    };
+    let owner = match must(store.try_claim(&key, &bypass).await) {
+        Claim::Acquired { owner, .. } => owner,
+        other => panic!("peek_finished: a cache bypass did not claim `{key}`: {other:?}"),
+    };
+    peek_agrees(&*store, &key, "replaced, pending").await;
+    must(store.complete(&key, &owner, b"\x03", TTL).await);
+    peek_agrees(&*store, &key, "replaced").await;
+
+    // At exactly the end of its TTL (on an injected clock; later on a real one) the record is
+    // expired.
+    h.advance(TTL).await;
+    peek_agrees(&*store, &key, "at the end of its TTL").await;
+    h.advance(Duration::from_millis(50)).await;
+    peek_agrees(&*store, &key, "expired").await;
 }
 
 /// Checks one state of `key` (`state` names it): a peeked record must be live and finished, and
