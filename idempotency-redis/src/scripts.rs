@@ -15,7 +15,7 @@
 //! | script | does | returns |
 //! |---|---|---|
 //! | `claim` | get-or-claim: returns a live record, or claims (token 1, or old token + 1 on takeover of an expired record) with `until = now + lease` | `{0, now, value[, created, until]}` existing; `{1, now, until, takeover, token}` claimed; `{2, now, until, token}` the caller's own live claim; `{3, now}` another Redis type |
-//! | `finish` | complete or fail, iff pending with this owner and token (or already finished by it with these bytes: a retry); writes the finished value and its expiry in one `SET` | `{0}` refused; `{1, created, until, fingerprint}` |
+//! | `finish` | complete or fail, iff pending with this owner and token (or already finished by it with these bytes: a retry); writes the finished value and its expiry in one `SET` | `0` refused; the finished value's bytes `CREATED` through `FINGERPRINT` (its times and fingerprint) |
 //! | `release` | owner-checked delete of a pending record | 1 deleted, 0 no key, -1 another value |
 //! | `renew` | extends the lease iff the owner matches | `{0}` lost; `{1, until}` |
 //! | `get` | the value with Redis's time and its resolved times | `{now[, value[, created, until]]}`; `{now, false, 1}` another Redis type |
