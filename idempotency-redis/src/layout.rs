@@ -1,6 +1,7 @@
 //! The value layout: where each field of a stored value lives. The one source of truth for the
 //! offsets: the Rust side reads and writes values through [`Field`]s, and the Lua side receives
-//! them in a prelude generated from the same table ([`lua_prelude`]), so the two cannot disagree.
+//! them as constants generated from the same table ([`lua_constants`]), written into each script's
+//! source when it is loaded, so the two cannot disagree.
 //!
 //! Each record is one Redis string: a fixed-width *meta* part the scripts compare and rewrite
 //! with `string.sub`, then the *body* (the idempotency key, the stored result and the stored
@@ -99,8 +100,18 @@ pub(crate) const FIELDS: [(&str, Field); 9] = [
     ("FINGERPRINT", FINGERPRINT),
 ];
 
+/// The fields a finish keeps after the times: the lease, the retention and the fingerprint.
+pub(crate) const KEPT: Field = Field {
+    start: LEASE.start,
+    len: FINGERPRINT.end() - LEASE.start,
+};
+
 /// The spans that group fields, with their names in the scripts.
-const SPANS: [(&str, Field); 2] = [("NUMBERS", NUMBERS), ("OWNER_TOKEN", OWNER_TOKEN)];
+const SPANS: [(&str, Field); 3] = [
+    ("NUMBERS", NUMBERS),
+    ("OWNER_TOKEN", OWNER_TOKEN),
+    ("KEPT", KEPT),
+];
 
 /// The layout marker, the last byte of the magic. `r` was the layout before this one (owner
 /// and fingerprint postcard-encoded, the body a prefix of `Record::encode`).
@@ -118,29 +129,34 @@ pub(crate) const PENDING: u8 = b'P';
 pub(crate) const SUCCESS: u8 = b'S';
 pub(crate) const FAILED: u8 = b'F';
 
-/// The Lua prepended to every script, generated from [`FIELDS`]: each field's 1-based
-/// inclusive bounds as `NAME_FROM, NAME_TO` (as `string.sub` takes them; plain numbers, so a
-/// script pays nothing for them), `BODY_FROM`, `META_LEN`, the magic as `MAGIC_VALUE`, and
-/// `pack(t, v)`, which builds a value from the fields named in table `t`, taking the others
-/// from value `v`, in layout order. The scripts name fields only through these, never by
-/// number (a test checks the `.lua` sources).
-pub(crate) fn lua_prelude() -> String {
-    let mut lua = String::with_capacity(1024);
-    let mut quoted = String::new();
+/// The constants the scripts name, generated from [`FIELDS`] and [`SPANS`]: each field's
+/// 1-based inclusive bounds as `NAME_FROM` and `NAME_TO` (as `string.sub` takes them),
+/// `BODY_FROM`, `META_LEN`, and the magic as `MAGIC_VALUE` (a Lua string literal). The loader
+/// (`scripts.rs`) writes each one into a script's source as its literal value, so a script pays
+/// nothing to name them (no locals, and no upvalues in the closures that use them: a script's
+/// whole body runs on every call). The scripts name fields only through these, never by number
+/// (a test checks the `.lua` sources).
+pub(crate) fn lua_constants() -> Vec<(String, String)> {
+    let mut quoted = String::from("'");
     for b in magic() {
         let _ = write!(quoted, "\\{b:03}");
     }
-    let _ = writeln!(lua, "local MAGIC_VALUE = '{quoted}'");
+    quoted.push('\'');
+    let mut out = vec![("MAGIC_VALUE".to_owned(), quoted)];
     for (name, f) in FIELDS.iter().chain(&SPANS) {
-        let _ = writeln!(
-            lua,
-            "local {name}_FROM, {name}_TO = {}, {}",
-            f.start + 1,
-            f.end()
-        );
+        out.push((format!("{name}_FROM"), (f.start + 1).to_string()));
+        out.push((format!("{name}_TO"), f.end().to_string()));
     }
-    let _ = writeln!(lua, "local BODY_FROM = {}", META_LEN + 1);
-    let _ = writeln!(lua, "local META_LEN = {META_LEN}");
+    out.push(("BODY_FROM".to_owned(), (META_LEN + 1).to_string()));
+    out.push(("META_LEN".to_owned(), META_LEN.to_string()));
+    out
+}
+
+/// The generated helper `pack(t, v)`, which builds a value from the fields named in table `t`,
+/// taking the others from value `v`, in layout order (by name: the loader writes in the
+/// constants).
+pub(crate) fn lua_pack() -> String {
+    let mut lua = String::with_capacity(512);
     lua.push_str("local function pack(t, v)\n  return MAGIC_VALUE");
     for (name, _) in &FIELDS[1..] {
         let _ = write!(
@@ -195,38 +211,80 @@ mod tests {
         }
     }
 
+    /// The finish script writes a finished value as `MAGIC_VALUE .. status .. owner_token ..
+    /// created .. until .. string.sub(cur, KEPT_FROM, KEPT_TO) .. body`: those parts tile the
+    /// meta part in that order.
+    #[test]
+    fn the_finish_concatenation_tiles_the_meta_part() {
+        let mut at = 0;
+        for (name, f) in [
+            ("MAGIC", MAGIC),
+            ("STATUS", STATUS),
+            ("OWNER_TOKEN", OWNER_TOKEN),
+            ("CREATED", CREATED),
+            ("UNTIL", UNTIL),
+            ("KEPT", KEPT),
+        ] {
+            assert_eq!(f.start, at, "{name} starts where the previous part ends");
+            at = f.end();
+        }
+        assert_eq!(at, META_LEN);
+        assert_eq!(CREATED.len + UNTIL.len, 2 * DIGITS);
+    }
+
     /// The Lua side's offsets, pinned as the scripts see them (1-based, inclusive): a change of
     /// the generator, or of an offset on the Rust side alone, fails here or in
     /// [`offsets_are_pinned`].
     #[test]
-    fn the_lua_prelude_carries_the_same_offsets() {
-        let lua = lua_prelude();
-        for line in [
-            "local MAGIC_VALUE = '\\073\\068\\082\\002\\115'",
-            "local MAGIC_FROM, MAGIC_TO = 1, 5",
-            "local STATUS_FROM, STATUS_TO = 6, 6",
-            "local OWNER_FROM, OWNER_TO = 7, 22",
-            "local TOKEN_FROM, TOKEN_TO = 23, 38",
-            "local CREATED_FROM, CREATED_TO = 39, 54",
-            "local UNTIL_FROM, UNTIL_TO = 55, 70",
-            "local LEASE_FROM, LEASE_TO = 71, 86",
-            "local RETENTION_FROM, RETENTION_TO = 87, 102",
-            "local FINGERPRINT_FROM, FINGERPRINT_TO = 103, 134",
-            "local NUMBERS_FROM, NUMBERS_TO = 23, 102",
-            "local OWNER_TOKEN_FROM, OWNER_TOKEN_TO = 7, 38",
-            "local BODY_FROM = 135",
-            "local META_LEN = 134",
+    fn the_lua_constants_carry_the_same_offsets() {
+        let lua = lua_constants();
+        let has = |name: &str, value: &str| {
+            assert!(
+                lua.iter().any(|(n, v)| n == name && v == value),
+                "missing `{name} = {value}` in {lua:?}"
+            );
+        };
+        has("MAGIC_VALUE", "'\\073\\068\\082\\002\\115'");
+        for (name, value) in [
+            ("MAGIC_FROM", "1"),
+            ("MAGIC_TO", "5"),
+            ("STATUS_FROM", "6"),
+            ("STATUS_TO", "6"),
+            ("OWNER_FROM", "7"),
+            ("OWNER_TO", "22"),
+            ("TOKEN_FROM", "23"),
+            ("TOKEN_TO", "38"),
+            ("CREATED_FROM", "39"),
+            ("CREATED_TO", "54"),
+            ("UNTIL_FROM", "55"),
+            ("UNTIL_TO", "70"),
+            ("LEASE_FROM", "71"),
+            ("LEASE_TO", "86"),
+            ("RETENTION_FROM", "87"),
+            ("RETENTION_TO", "102"),
+            ("FINGERPRINT_FROM", "103"),
+            ("FINGERPRINT_TO", "134"),
+            ("NUMBERS_FROM", "23"),
+            ("NUMBERS_TO", "102"),
+            ("OWNER_TOKEN_FROM", "7"),
+            ("OWNER_TOKEN_TO", "38"),
+            ("KEPT_FROM", "71"),
+            ("KEPT_TO", "134"),
+            ("BODY_FROM", "135"),
+            ("META_LEN", "134"),
         ] {
-            assert!(lua.lines().any(|l| l == line), "missing `{line}` in\n{lua}");
+            has(name, value);
         }
         // Each field's Lua bounds are derived from the Rust field, for all of them.
         for (name, f) in FIELDS {
-            let line = format!(
-                "local {name}_FROM, {name}_TO = {}, {}",
-                f.start + 1,
-                f.end()
-            );
-            assert!(lua.lines().any(|l| l == line), "{line}");
+            has(&format!("{name}_FROM"), &(f.start + 1).to_string());
+            has(&format!("{name}_TO"), &f.end().to_string());
+        }
+        let pack = lua_pack();
+        for (name, _) in &FIELDS[1..] {
+            assert!(pack.contains(&format!(
+                "(t.{name} or string.sub(v, {name}_FROM, {name}_TO))"
+            )));
         }
     }
 }

@@ -68,8 +68,8 @@
 //! rewrite with `string.sub` (134 bytes: magic `IDR` + record format version + layout marker
 //! `s`, status `P`/`S`/`F`, execution id, fencing token, `created`, `until`, lease, fence
 //! retention, fingerprint), then a body: postcard of (idempotency key, result, error). The
-//! offsets are defined once, in Rust, and handed to the Lua scripts in a generated prelude. A
-//! value that is not in this layout reads as
+//! offsets are defined once, in Rust, and written into the Lua scripts' sources as literals
+//! when they load. A value that is not in this layout reads as
 //! [`Error::CorruptRecord`](idempotency_core::Error::CorruptRecord) (or `IncompatibleRecord`
 //! for another format version or the previous layout, `r`) and is never overwritten by a claim;
 //! [`Storage::delete`](idempotency_core::Storage::delete) removes it. Needs Redis 7.0 or later

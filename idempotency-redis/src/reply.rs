@@ -4,6 +4,8 @@
 
 use redis::Value;
 
+use crate::{layout, value};
+
 /// A reply that does not have the shape its command or script returns.
 #[derive(Debug)]
 pub(crate) struct ReplyError(pub(crate) String);
@@ -211,15 +213,28 @@ impl ClaimReply {
 }
 
 impl FinishReply {
+    /// From `0` (refused) or the finished value's bytes from `CREATED` through `FINGERPRINT`.
     pub(crate) fn parse(v: Value) -> Result<FinishReply> {
-        let mut items = Items::of(v)?;
-        Ok(match items.int(0)? {
-            0 => FinishReply::Refused,
-            _ => FinishReply::Finished {
-                created: items.u64(1)?,
-                until: items.u64(2)?,
-                fingerprint: items.bytes(3)?,
-            },
+        const FROM: usize = layout::CREATED.start;
+        let b = match v {
+            Value::Int(0) => return Ok(FinishReply::Refused),
+            Value::BulkString(b) if b.len() == layout::FINGERPRINT.end() - FROM => b,
+            other => {
+                return Err(ReplyError(format!(
+                    "expected 0 or the finished times, got {other:?}"
+                )))
+            }
+        };
+        let field = |f: layout::Field| &b[f.start - FROM..f.end() - FROM];
+        let number = |f: layout::Field| {
+            value::parse16(field(f))
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ReplyError(format!("a finished time that is not a number: {b:?}")))
+        };
+        Ok(FinishReply::Finished {
+            created: number(layout::CREATED)?,
+            until: number(layout::UNTIL)?,
+            fingerprint: field(layout::FINGERPRINT).to_vec(),
         })
     }
 }
@@ -333,6 +348,45 @@ mod tests {
         ));
         assert!(ClaimReply::parse(Value::Array(vec![Value::Int(9), Value::Int(1)])).is_err());
         assert!(ClaimReply::parse(Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn finish_replies_are_zero_or_the_finished_times() {
+        assert!(matches!(
+            FinishReply::parse(Value::Int(0)).unwrap(),
+            FinishReply::Refused
+        ));
+        let mut b = Vec::new();
+        b.extend_from_slice(&value::n16(1_700_000_000_123));
+        b.extend_from_slice(&value::n16(1_700_000_360_123));
+        b.extend_from_slice(&value::n16(30_000));
+        b.extend_from_slice(&value::n16(3_600_000));
+        b.extend_from_slice(&[7; 32]);
+        match FinishReply::parse(Value::BulkString(b.clone())).unwrap() {
+            FinishReply::Finished {
+                created,
+                until,
+                fingerprint,
+            } => {
+                assert_eq!((created, until), (1_700_000_000_123, 1_700_000_360_123));
+                assert_eq!(fingerprint, [7; 32]);
+            }
+            FinishReply::Refused => panic!("refused"),
+        }
+        // Another shape, a short string, unresolved or non-digit times: errors, never a record.
+        let mut zero = b.clone();
+        zero[16..32].copy_from_slice(&value::n16(0));
+        let mut letters = b.clone();
+        letters[3] = b'x';
+        for v in [
+            Value::Int(1),
+            Value::Array(vec![Value::Int(0)]),
+            Value::BulkString(b[..95].to_vec()),
+            Value::BulkString(zero),
+            Value::BulkString(letters),
+        ] {
+            assert!(FinishReply::parse(v).is_err());
+        }
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub(crate) fn n16(n: u64) -> [u8; DIGITS] {
     out
 }
 
-fn parse16(b: &[u8]) -> Option<u64> {
+/// The fixed-width decimal digits `b` as a number (`None` unless exactly 16 digits).
+pub(crate) fn parse16(b: &[u8]) -> Option<u64> {
     if b.len() != DIGITS || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -1,7 +1,7 @@
--- Helpers shared by every script. The layout's fields as NAME_FROM, NAME_TO (MAGIC, STATUS,
--- OWNER, TOKEN, CREATED, UNTIL, LEASE, RETENTION, FINGERPRINT, and the spans NUMBERS and
--- OWNER_TOKEN), BODY_FROM, META_LEN, MAGIC_VALUE and pack() come before this, generated from
--- the Rust layout (layout.rs).
+-- Helpers shared by the scripts: the loader (scripts.rs) puts before a script only those it
+-- uses (and those they use), with the generated pack(), and writes the layout's constants
+-- (NAME_FROM, NAME_TO for each field and span, BODY_FROM, META_LEN, MAGIC_VALUE; layout.rs)
+-- into the source as literals. Each paragraph below is one helper.
 
 -- Redis's clock, in milliseconds (never the caller's).
 local function now_ms()
@@ -23,8 +23,9 @@ end
 -- go. Other values are returned for the client to report as corrupt, never computed with (a
 -- Lua error would read as "store unavailable").
 local function ours(v)
-  return string.sub(v, MAGIC_FROM, MAGIC_TO) == MAGIC_VALUE and #v >= META_LEN
-    and string.find(string.sub(v, NUMBERS_FROM, NUMBERS_TO), '^%d+$') ~= nil
+  if #v < META_LEN or string.sub(v, MAGIC_FROM, MAGIC_TO) ~= MAGIC_VALUE then return false end
+  local _, last = string.find(v, '^%d+', NUMBERS_FROM)
+  return last ~= nil and last >= NUMBERS_TO
 end
 
 -- CREATED and UNTIL of a value of this layout at key k, resolving the claim fast path's zeros:
