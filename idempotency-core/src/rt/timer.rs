@@ -198,7 +198,14 @@ impl Future for Sleep {
         }
         let (timer, id) = match &this.entry {
             Some((t, id)) => (Arc::clone(t), Some(*id)),
-            None => match timer() {
+            // A task's sleep (a lease renewal) uses its task's timer, which needs no look-up
+            // (and no `getpid`) per call; any other sleep finds this process's timer.
+            None => match POLLING
+                .try_with(|p| p.borrow().clone())
+                .ok()
+                .flatten()
+                .or_else(timer)
+            {
                 Some(t) => (t, None),
                 None => {
                     // No timer thread could be started: wait here instead of failing.
@@ -242,6 +249,11 @@ impl Drop for Sleep {
     }
 }
 
+thread_local! {
+    /// The timer of the task this thread is polling ([`Task::run`]), for its sleeps.
+    static POLLING: std::cell::RefCell<Option<Arc<Timer>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// A future polled by the workers ([`spawn`]).
 struct Task {
     timer: Arc<Timer>,
@@ -271,8 +283,13 @@ impl Task {
         let done = cancelled() || {
             let waker = Waker::from(Arc::clone(self));
             let mut cx = Context::from_waker(&waker);
+            let outer = POLLING
+                .try_with(|p| p.replace(Some(Arc::clone(&self.timer))))
+                .ok()
+                .flatten();
             // A panic in a task (a store's future) ends that task, never its worker.
             let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+            let _ = POLLING.try_with(|p| *p.borrow_mut() = outer);
             !matches!(polled, Ok(Poll::Pending)) || cancelled()
         };
         if done {
