@@ -31,7 +31,7 @@
 //!   and replicated claims ([`wait_for_replicas`](RedisConfig::wait_for_replicas));
 //! - [`RedisStorage::from_client`] over an existing [`redis::Client`];
 //!   [`RedisStorage::from_connection_manager`] over an existing connection manager;
-//! - [`RedisStorage::open_cluster`] / [`RedisConfig::cluster`] (feature `cluster`).
+//! - `RedisStorage::open_cluster` / `RedisConfig::cluster` (feature `cluster`).
 //!
 //! No command hops to another thread. Each call is sent on a connection suited to its caller:
 //! - a **sync caller** (`execute_sync` and the rest of the sync API, i.e. a future polled by

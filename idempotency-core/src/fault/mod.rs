@@ -1,7 +1,7 @@
 //! Kill points: named places between two store steps where a fault test can crash or pause
 //! the process. Production code marks them with [`fault_point!`](crate::fault_point), which
-//! compiles to nothing without the feature `testing`; with it, each point calls [`hit`].
-//! Tests reach this module as [`testing::fault`](crate::testing::fault).
+//! compiles to nothing without the feature `testing`; with it, each point calls `hit`.
+//! Tests reach this module as `testing::fault` too (feature `testing`).
 //!
 //! | point | where |
 //! |---|---|
@@ -23,7 +23,7 @@
 //!   point. (A wait on stdin rather than a self-`SIGSTOP`: nothing but the test can resume it.)
 //!
 //! In-process tests (and the soak's children, to log claims) can install a hook with
-//! [`set_hook`], called at every point with the point's name and what it concerns: the
+//! `set_hook`, called at every point with the point's name and what it concerns: the
 //! idempotency key (manager points) or the record file (`during_write`).
 
 #[cfg(feature = "testing")]

@@ -115,7 +115,7 @@ pub enum Claim {
 /// store's concern: [`Prefixed`](crate::Prefixed) gives any store a key prefix.
 ///
 /// Use [`DynStorage`] (implemented for every `Storage`) for dynamic dispatch. The conformance kit
-/// in [`testing`](crate::testing) (feature `testing`) checks an implementation against the
+/// in `idempotency_core::testing` (feature `testing`) checks an implementation against the
 /// scenarios of SEMANTICS.md: its state-transition checks need only `Storage`, its admin checks
 /// `StorageAdmin`.
 ///
