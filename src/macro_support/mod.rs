@@ -5,8 +5,9 @@
 //! - [`args`]: what parameters, keys and `manager = ...` may be;
 //! - [`results`]: what results need, and which policy stores failures;
 //! - [`operation`]: the operation identity read from the compiler;
-//! - here: building the call and running the body. A sync function runs through the same code
-//!   as an async one, its body wrapped in a ready future and driven by `block_on`.
+//! - here: building the call and running the body. A sync function runs through the manager's
+//!   sync entry points (`execute_sync`, ...): the same engine as an async one, its body wrapped
+//!   in a ready future and driven by `block_on`.
 
 mod args;
 mod operation;
@@ -14,9 +15,7 @@ mod results;
 
 use std::future::Future;
 
-use idempotency_core::{
-    block_on, Call, CallOptions, Error, IdempotencyManager, KeyEncoder, Outcome,
-};
+use idempotency_core::{Call, CallOptions, Error, IdempotencyManager, KeyEncoder, Outcome};
 
 use crate::scoped::Override;
 
@@ -29,12 +28,6 @@ pub use results::{
     ErrorProbe, FromFrameworkError, Storable, StorableError, StoredFailures, TransientFailures,
     ViaFrameworkError, ViaStoredError, ViaTransientError,
 };
-
-/// A sync body as the future the async runners take: it runs when first polled, on the thread
-/// that drives the runner (`block_on`).
-pub(super) fn ready<R>(f: impl FnOnce() -> R) -> impl FnOnce() -> std::future::Ready<R> {
-    move || std::future::ready(f())
-}
 
 /// Runs an async `-> T` function: `Ok(value)`, fresh or replayed, or the framework error.
 ///
@@ -50,16 +43,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let (manager, call) = match (manager, call) {
-        (Ok(manager), Ok(call)) => (manager, call),
-        (Err(e), _) | (_, Err(e)) => {
-            // A framework error raised before the manager ran (no default manager, a key that
-            // fails to derive): an enclosing idempotent body's failure is then not stored, as
-            // for the manager's own errors.
-            idempotency_core::framework_error_seen();
-            return Err(e);
-        }
-    };
+    let (manager, call) = both(manager, call)?;
     manager.execute(&call, f).await.map(Outcome::into_value)
 }
 
@@ -76,7 +60,29 @@ where
     T: Storable,
     F: FnOnce() -> T,
 {
-    block_on(run(manager, call, ready(f)))
+    // The manager's own sync entry point (its future driven by `block_on`), with no future of
+    // this crate around it: a replay moves less (issue 17).
+    let (manager, call) = both(manager, call)?;
+    manager.execute_sync(&call, f).map(Outcome::into_value)
+}
+
+/// The manager and the call, or the first framework error raised before the manager ran (no
+/// default manager, a key that fails to derive), reported to an enclosing idempotent body so
+/// that its failure is not stored, as for the manager's own errors.
+///
+/// # Errors
+/// The manager's or the call's `Error`.
+fn both(
+    manager: Result<IdempotencyManager, Error>,
+    call: Result<Call, Error>,
+) -> Result<(IdempotencyManager, Call), Error> {
+    match (manager, call) {
+        (Ok(manager), Ok(call)) => Ok((manager, call)),
+        (Err(e), _) | (_, Err(e)) => {
+            idempotency_core::framework_error_seen();
+            Err(e)
+        }
+    }
 }
 
 /// The key a caller supplied, as `KeyEncoder::custom_key` takes it: a missing key becomes the

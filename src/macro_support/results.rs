@@ -3,11 +3,9 @@
 
 use std::future::Future;
 
-use idempotency_core::{block_on, Call, Error, IdempotencyManager, Outcome};
+use idempotency_core::{Call, Error, IdempotencyManager, Outcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use super::ready;
 
 /// What a function's result needs to be stored and replayed.
 #[diagnostic::on_unimplemented(
@@ -187,7 +185,12 @@ impl StoredFailures {
         E: StorableError + FromFrameworkError,
         F: FnOnce() -> Result<T, E>,
     {
-        block_on(self.try_run(manager, call, ready(f)))
+        // The manager's sync entry point, with no future of this crate around it (issue 17).
+        let run = || {
+            let (manager, call) = (manager?, call?);
+            manager.try_execute_with_sync(&call, f, transient::<E>())
+        };
+        finish(run())
     }
 }
 
@@ -231,6 +234,10 @@ impl TransientFailures {
         E: FromFrameworkError,
         F: FnOnce() -> Result<T, E>,
     {
-        block_on(self.try_run(manager, call, ready(f)))
+        let run = || {
+            let (manager, call) = (manager?, call?);
+            manager.try_execute_transient_sync(&call, f)
+        };
+        finish(run())
     }
 }
