@@ -67,8 +67,9 @@ impl ManagerConfig {
     }
     /// Whether `call`'s own errors are stored as `Failed` records: its
     /// [`CallOptions::cache_failures`](super::CallOptions::cache_failures) where it sets one,
-    /// else this manager's [`cache_failures`](Self::cache_failures). Every entry point that
-    /// classifies errors (`try_execute`, the pipeline, `#[idempotent]`) asks this.
+    /// else this manager's [`cache_failures`](Self::cache_failures). `try_execute_with`, which
+    /// every entry point that classifies errors goes through (`try_execute`, the pipeline,
+    /// `#[idempotent]`), asks this once per call.
     pub fn caches_failures_of(&self, call: &super::Call) -> bool {
         call.options.cache_failures.unwrap_or(self.cache_failures)
     }

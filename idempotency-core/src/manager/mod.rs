@@ -327,7 +327,8 @@ impl IdempotencyManager {
     }
 
     /// The run of `f` once the claim step is over without a replay: under the claim
-    /// ([`Claimed::Acquired`]) or, fail-open, unprotected ([`Claimed::Unprotected`]).
+    /// ([`Claimed::Acquired`]) or, fail-open, unprotected ([`Claimed::Unprotected`]). `run`
+    /// answers a replay itself; one reaching here is answered the same way.
     async fn run_held<R, F, Fut, K>(
         &self,
         call: &Call,
