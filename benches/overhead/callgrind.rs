@@ -123,6 +123,46 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
                 black_box(m.execute_sync(&c, receipt).ok());
             }
         }
+        // Diagnostics: the client-side instructions of a sync Redis hit and of its floor, a
+        // plain sync `GET` (Redis at `IDEMPOTENCY_REDIS_URL`; the server's own work is not
+        // counted).
+        "redis-get" | "redis-hit" | "redis-miss" => {
+            let url = std::env::var("IDEMPOTENCY_REDIS_URL")
+                .map_err(|_| "set IDEMPOTENCY_REDIS_URL".to_string())?;
+            if path == "redis-get" {
+                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+                let mut conn = client.get_connection().map_err(|e| e.to_string())?;
+                let probe = "bench:callgrind:floor";
+                redis::cmd("SET")
+                    .arg(probe)
+                    .arg(vec![0_u8; 100])
+                    .query::<()>(&mut conn)
+                    .map_err(|e| e.to_string())?;
+                for _ in 0..iterations {
+                    let v: redis::RedisResult<Option<Vec<u8>>> =
+                        redis::cmd("GET").arg(probe).query(&mut conn);
+                    black_box(v.ok());
+                }
+            } else {
+                let store = idempotency_redis::RedisStorage::builder(url)
+                    .prefix("bench:callgrind:")
+                    .open()
+                    .map_err(|e| e.to_string())?;
+                let m = IdempotencyManager::new(store);
+                let a = args(1);
+                m.execute_sync(&call_for("bench::redis", &a), receipt)
+                    .map_err(|e| e.to_string())?;
+                let run = uuid::Uuid::new_v4().as_u64_pair().0;
+                for i in 0..iterations {
+                    let c = if path == "redis-hit" {
+                        call_for("bench::redis", black_box(&a))
+                    } else {
+                        call_for("bench::redis", &args(run.wrapping_add(i)))
+                    };
+                    black_box(m.execute_sync(&c, receipt).ok());
+                }
+            }
+        }
         other => {
             return Err(format!(
                 "unknown path `{other}`; one of: {}",

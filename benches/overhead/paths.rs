@@ -215,11 +215,29 @@ fn memory(r: &mut Report) {
         panic!("bench memory warm-up: {e}");
     }
     let next = AtomicU64::new(1_000_000);
+    let stored = idempotency_core::codec::encode(&receipt()).unwrap_or_default();
     r.interleaved(
         "memory",
         32,
         &mut [
             ("postcard+sha256 (memory)", None, &mut || hash_floor(&a)),
+            // What a hit is made of, next to it: the key, and the decode of the stored result
+            // (CBOR, self-describing: see `codec`) that every replay does.
+            (
+                "key derivation (memory)",
+                Some(("memory_key_per_hash", "postcard+sha256 (memory)")),
+                &mut || {
+                    black_box(IdempotencyKey::derive("bench::mem", 1, black_box(&a)).ok());
+                },
+            ),
+            (
+                "result decode (CBOR)",
+                Some(("memory_decode_per_hash", "postcard+sha256 (memory)")),
+                &mut || {
+                    let r = idempotency_core::codec::decode::<Receipt>(black_box(&stored));
+                    black_box(r.ok());
+                },
+            ),
             (
                 "memory hit",
                 Some(("memory_hit_per_hash", "postcard+sha256 (memory)")),

@@ -113,6 +113,39 @@ fn plain(url: &str) -> Result<Plain, String> {
     })
 }
 
+/// The bytes of a pending value the claim fast path writes (its fixed part and a body holding
+/// a key of the bench's length): what the design floor rows send.
+const CLAIM_VALUE_BYTES: usize = 184;
+
+/// What a hit sends, on a plain client: `TIME` and `SET key value NX PX ms GET` in one
+/// pipeline (the claim fast path), on a key that exists, so the `SET` only returns its value.
+/// The least any design that claims and replays in one round trip sends.
+fn claim_pipeline(key: &str) -> redis::Pipeline {
+    let mut p = redis::pipe();
+    p.cmd("TIME")
+        .cmd("SET")
+        .arg(key)
+        .arg(vec![0_u8; CLAIM_VALUE_BYTES])
+        .arg("NX")
+        .arg("PX")
+        .arg(60_000)
+        .arg("GET");
+    p
+}
+
+/// The second round trip of a first run, on a plain client: the key's value replaced (`SET
+/// ... XX PX`) after the claim's `SET NX PX`. With [`set_nx`], the least any design that claims
+/// before it runs and records after costs: two round trips.
+fn set_xx(key: String) -> redis::Cmd {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(vec![1_u8; 100])
+        .arg("XX")
+        .arg("PX")
+        .arg(60_000)
+        .clone()
+}
+
 fn set_nx(key: String) -> redis::Cmd {
     redis::cmd("SET")
         .arg(key)
@@ -192,15 +225,36 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
         multiplexed,
         ..
     } = p;
+    let claim_probe = format!("{probe}:claim");
+    let put: redis::RedisResult<()> = redis::cmd("SET")
+        .arg(&claim_probe)
+        .arg(vec![2_u8; CLAIM_VALUE_BYTES])
+        .query(sync);
+    black_box(put.ok());
+    let hit_pipeline = claim_pipeline(&claim_probe);
+    // One connection, shared by the rows of a group in turn.
+    let sync = std::cell::RefCell::new(sync);
     r.interleaved(
         "redis",
         1,
         &mut [
             ("redis GET, plain sync client", None, &mut || {
                 let v: redis::RedisResult<Option<Vec<u8>>> =
-                    redis::cmd("GET").arg(probe).query(sync);
+                    redis::cmd("GET").arg(probe).query(&mut **sync.borrow_mut());
                 black_box(v.ok());
             }),
+            (
+                "redis claim pipeline, plain sync client",
+                Some((
+                    "redis_claim_pipeline_sync_per_get",
+                    "redis GET, plain sync client",
+                )),
+                &mut || {
+                    let v: redis::RedisResult<redis::Value> =
+                        hit_pipeline.query(&mut **sync.borrow_mut());
+                    black_box(v.ok());
+                },
+            ),
             (
                 "redis hit, sync",
                 Some(("redis_hit_sync_per_get", "redis GET, plain sync client")),
@@ -222,6 +276,19 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
                 black_box(v.ok());
             }),
             (
+                "redis claim pipeline, plain async client",
+                Some((
+                    "redis_claim_pipeline_async_per_get",
+                    "redis GET, plain async client",
+                )),
+                &mut || {
+                    let mut conn = multiplexed.clone();
+                    let v: redis::RedisResult<redis::Value> =
+                        rt.block_on(hit_pipeline.query_async(&mut conn));
+                    black_box(v.ok());
+                },
+            ),
+            (
                 "redis hit, async",
                 Some(("redis_hit_async_per_get", "redis GET, plain async client")),
                 &mut || {
@@ -240,9 +307,26 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
         1,
         &mut [
             ("redis SET NX PX, plain sync client", None, &mut || {
-                let v: redis::RedisResult<Option<String>> = set_nx(fresh()).query(sync);
+                let v: redis::RedisResult<Option<String>> =
+                    set_nx(fresh()).query(&mut **sync.borrow_mut());
                 black_box(v.ok());
             }),
+            (
+                "redis SET NX PX + SET XX PX, plain sync client",
+                Some((
+                    "redis_two_round_trips_sync_per_set_nx",
+                    "redis SET NX PX, plain sync client",
+                )),
+                &mut || {
+                    let key = fresh();
+                    let v: redis::RedisResult<Option<String>> =
+                        set_nx(key.clone()).query(&mut **sync.borrow_mut());
+                    black_box(v.ok());
+                    let v: redis::RedisResult<Option<String>> =
+                        set_xx(key).query(&mut **sync.borrow_mut());
+                    black_box(v.ok());
+                },
+            ),
             (
                 "redis miss, sync (claim + complete)",
                 Some((
@@ -265,6 +349,22 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
                     rt.block_on(set_nx(fresh()).query_async(&mut conn));
                 black_box(v.ok());
             }),
+            (
+                "redis SET NX PX + SET XX PX, plain async client",
+                Some((
+                    "redis_two_round_trips_async_per_set_nx",
+                    "redis SET NX PX, plain async client",
+                )),
+                &mut || {
+                    let mut conn = multiplexed.clone();
+                    let key = fresh();
+                    let v: redis::RedisResult<Option<String>> = rt.block_on(async {
+                        let _: Option<String> = set_nx(key.clone()).query_async(&mut conn).await?;
+                        set_xx(key).query_async(&mut conn).await
+                    });
+                    black_box(v.ok());
+                },
+            ),
             (
                 "redis miss, async (claim + complete)",
                 Some((

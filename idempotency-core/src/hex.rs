@@ -4,34 +4,66 @@
 
 /// `bytes` as lowercase hexadecimal, two digits a byte (`[0x0f, 0xa0]` is `"0fa0"`).
 pub fn encode(bytes: impl AsRef<[u8]>) -> String {
-    // By table into a buffer of the right size: `hex::encode` collects an iterator of `char`s
-    // into a growing `String` (about 2,000 instructions and three reallocations for 32 bytes,
-    // on every file store call).
     let bytes = bytes.as_ref();
     let mut out = String::with_capacity(2 * bytes.len());
-    for &b in bytes {
-        out.push(digit(b >> 4));
-        out.push(digit(b & 0x0f));
-    }
+    push(&mut out, bytes);
     out
+}
+
+/// Appends `bytes` to `out` as lowercase hexadecimal, two digits a byte, as [`encode`] spells
+/// them: for a caller building a longer string (a store's record key) without a second
+/// allocation.
+pub fn push(out: &mut String, bytes: &[u8]) {
+    // By table, 32 bytes at a time through a stack buffer, then one `push_str`: pushing each
+    // digit as a `char` (what `hex::encode` does, through a growing `String`) costs several
+    // times more, on every Redis and file store call.
+    let mut buf = [0_u8; 64];
+    for chunk in bytes.chunks(32) {
+        let digits = &mut buf[..2 * chunk.len()];
+        fill(digits, chunk);
+        push_ascii(out, digits);
+    }
 }
 
 /// The lowercase hex of the first 16 bytes of `digest`, on the stack: the 32 hex characters of
 /// an idempotency key and of a derived key.
 pub(crate) fn encode16(digest: &[u8; 32]) -> arrayvec::ArrayString<32> {
+    let mut buf = [0_u8; 32];
+    fill(&mut buf, &digest[..16]);
     let mut out = arrayvec::ArrayString::new();
-    for &b in &digest[..16] {
-        // 16 bytes, two digits each: exactly the capacity, so no push fails.
-        let _ = out.try_push(digit(b >> 4));
-        let _ = out.try_push(digit(b & 0x0f));
+    match std::str::from_utf8(&buf) {
+        // 32 characters: exactly the capacity.
+        Ok(text) => {
+            let _ = out.try_push_str(text);
+        }
+        // Unreachable (only ASCII digits are written); spelled digit by digit all the same.
+        Err(_) => {
+            for &b in &digest[..16] {
+                let _ = out.try_push(char::from(DIGITS[usize::from(b >> 4)]));
+                let _ = out.try_push(char::from(DIGITS[usize::from(b & 0x0f)]));
+            }
+        }
     }
     out
 }
 
-/// The lowercase hexadecimal digit of `nibble` (0 to 15).
-fn digit(nibble: u8) -> char {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    char::from(DIGITS[usize::from(nibble & 0x0f)])
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes the two digits of each byte of `bytes` into `digits` (twice as long).
+fn fill(digits: &mut [u8], bytes: &[u8]) {
+    for (pair, &b) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+}
+
+/// Appends ASCII `digits` to `out`.
+fn push_ascii(out: &mut String, digits: &[u8]) {
+    match std::str::from_utf8(digits) {
+        Ok(text) => out.push_str(text),
+        // Unreachable (only ASCII digits are written); spelled byte by byte all the same.
+        Err(_) => out.extend(digits.iter().map(|&d| char::from(d))),
+    }
 }
 
 /// The bytes spelled by `text` (two hexadecimal digits a byte, either case), or `None` when
@@ -60,6 +92,22 @@ mod tests {
         assert_eq!(decode(&text).unwrap(), all);
         assert_eq!(decode(&text.to_uppercase()).unwrap(), all);
         assert_eq!(text, ::hex::encode(&all));
+        // Every length across the 32-byte chunks, appended after what a string holds.
+        for len in 0..=all.len() {
+            let mut out = String::from("p:");
+            push(&mut out, &all[..len]);
+            assert_eq!(
+                out,
+                format!("p:{}", ::hex::encode(&all[..len])),
+                "length {len}"
+            );
+        }
+        let mut digest = [0_u8; 32];
+        digest
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = 0xf0 ^ i as u8);
+        assert_eq!(encode16(&digest).as_str(), ::hex::encode(&digest[..16]));
     }
 
     #[test]

@@ -411,15 +411,11 @@ pub(crate) fn cmd_with(name: &str, args: usize) -> redis::Cmd {
 
 /// `prefix` + `{` + hex(SHA-256(key)) + `}`.
 pub(crate) fn record_key(prefix: &str, key: &IdempotencyKey) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(key.as_str().as_bytes());
     let mut out = String::with_capacity(prefix.len() + 66);
     out.push_str(prefix);
     out.push('{');
-    for b in digest {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
+    idempotency_core::hex::push(&mut out, &digest);
     out.push('}');
     out
 }
