@@ -163,6 +163,52 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
                 }
             }
         }
+        // The same two on the async API, on a current-thread runtime (`block_on` per call).
+        "redis-get-async" | "redis-hit-async" | "redis-miss-async" => {
+            let url = std::env::var("IDEMPOTENCY_REDIS_URL")
+                .map_err(|_| "set IDEMPOTENCY_REDIS_URL".to_string())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            if path == "redis-get-async" {
+                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+                let mut conn = rt
+                    .block_on(client.get_multiplexed_async_connection())
+                    .map_err(|e| e.to_string())?;
+                let probe = "bench:callgrind:floor";
+                rt.block_on(
+                    redis::cmd("SET")
+                        .arg(probe)
+                        .arg(vec![0_u8; 100])
+                        .query_async::<()>(&mut conn),
+                )
+                .map_err(|e| e.to_string())?;
+                for _ in 0..iterations {
+                    let v: redis::RedisResult<Option<Vec<u8>>> =
+                        rt.block_on(redis::cmd("GET").arg(probe).query_async(&mut conn));
+                    black_box(v.ok());
+                }
+            } else {
+                let store = idempotency_redis::RedisStorage::builder(url)
+                    .prefix("bench:callgrind:")
+                    .open()
+                    .map_err(|e| e.to_string())?;
+                let m = IdempotencyManager::new(store);
+                let a = args(1);
+                rt.block_on(m.execute(&call_for("bench::redis", &a), || async { receipt() }))
+                    .map_err(|e| e.to_string())?;
+                let run = uuid::Uuid::new_v4().as_u64_pair().0;
+                for i in 0..iterations {
+                    let c = if path == "redis-hit-async" {
+                        call_for("bench::redis", black_box(&a))
+                    } else {
+                        call_for("bench::redis", &args(run.wrapping_add(i)))
+                    };
+                    black_box(rt.block_on(m.execute(&c, || async { receipt() })).ok());
+                }
+            }
+        }
         other => {
             return Err(format!(
                 "unknown path `{other}`; one of: {}",

@@ -462,7 +462,9 @@ fn busy(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, probe: &str) {
 /// against the store's hits and misses through the async API.
 fn throughput(r: &mut Report, p: &Plain, m: &IdempotencyManager, prefix: &str, probe: &str) {
     const TASKS: u64 = 64;
-    let per_task: u64 = if r.quick { 50 } else { 300 };
+    // About a second a row for the slowest (misses), so that one scheduling hiccup does not
+    // decide a row; `--quick` keeps them short.
+    let per_task: u64 = if r.quick { 50 } else { 1000 };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -475,22 +477,56 @@ fn throughput(r: &mut Report, p: &Plain, m: &IdempotencyManager, prefix: &str, p
         Ok(c) => c,
         Err(e) => return r.skip(&RATIOS[5..], format!("Redis throughput rows SKIPPED: {e}")),
     };
-    let (c, probe) = (conn.clone(), probe.to_owned());
-    let raw_get = run_tasks(&rt, TASKS, per_task, move |_, _| {
-        let (mut c, probe) = (c.clone(), probe.clone());
-        async move {
-            let _: redis::RedisResult<Option<Vec<u8>>> =
-                redis::cmd("GET").arg(probe).query_async(&mut c).await;
-        }
+    // Where each row's time goes: CPU per operation of this process and of the server (when it
+    // runs on this machine), since both share the same cores.
+    let server_pid = server_pid(&p.client);
+    let mut cpu = Cpu {
+        server_pid,
+        notes: Vec::new(),
+    };
+    let (c, probe_key) = (conn.clone(), probe.to_owned());
+    let raw_get = cpu.measure("redis raw GET, 64 tasks", TASKS * per_task, || {
+        run_tasks(&rt, TASKS, per_task, move |_, _| {
+            let (mut c, probe) = (c.clone(), probe_key.clone());
+            async move {
+                let _: redis::RedisResult<Option<Vec<u8>>> =
+                    redis::cmd("GET").arg(probe).query_async(&mut c).await;
+            }
+        })
     });
     r.throughput("redis 64 tasks", "redis raw GET, 64 tasks", raw_get, None);
+    let claim_probe = format!("{probe}:claim");
+    let c = conn.clone();
+    let raw_claim = cpu.measure(
+        "redis raw claim pipeline, 64 tasks",
+        TASKS * per_task,
+        || {
+            run_tasks(&rt, TASKS, per_task, move |_, _| {
+                let (mut c, pipe) = (c.clone(), claim_pipeline(&claim_probe));
+                async move {
+                    let _: redis::RedisResult<redis::Value> = pipe.query_async(&mut c).await;
+                }
+            })
+        },
+    );
+    r.throughput(
+        "redis 64 tasks",
+        "redis raw claim pipeline, 64 tasks",
+        raw_claim,
+        Some((
+            "redis_claim_pipeline_64_tasks_per_raw_get",
+            "redis raw GET, 64 tasks",
+        )),
+    );
     let mm = m.clone();
-    let ours_hit = run_tasks(&rt, TASKS, per_task, move |_, _| {
-        let m = mm.clone();
-        async move {
-            let c = call_for("bench::redis", &args(1));
-            let _ = m.execute(&c, || async { receipt() }).await;
-        }
+    let ours_hit = cpu.measure("redis hits, 64 tasks", TASKS * per_task, || {
+        run_tasks(&rt, TASKS, per_task, move |_, _| {
+            let m = mm.clone();
+            async move {
+                let c = call_for("bench::redis", &args(1));
+                let _ = m.execute(&c, || async { receipt() }).await;
+            }
+        })
     });
     r.throughput(
         "redis 64 tasks",
@@ -498,26 +534,55 @@ fn throughput(r: &mut Report, p: &Plain, m: &IdempotencyManager, prefix: &str, p
         ours_hit,
         Some(("redis_hits_64_tasks_per_raw_get", "redis raw GET, 64 tasks")),
     );
-    let (c, prefix) = (conn.clone(), prefix.to_owned());
-    let raw_set = run_tasks(&rt, TASKS, per_task, move |t, i| {
-        let mut c = c.clone();
-        let k = format!("{prefix}raw:{t}:{i}");
-        async move {
-            let _: redis::RedisResult<()> = redis::cmd("SET")
-                .arg(k)
-                .arg(vec![0_u8; 100])
-                .query_async(&mut c)
-                .await;
-        }
+    let (c, prefix_raw) = (conn.clone(), prefix.to_owned());
+    let raw_set = cpu.measure("redis raw SET, 64 tasks", TASKS * per_task, || {
+        run_tasks(&rt, TASKS, per_task, move |t, i| {
+            let mut c = c.clone();
+            let k = format!("{prefix_raw}raw:{t}:{i}");
+            async move {
+                let _: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(k)
+                    .arg(vec![0_u8; 100])
+                    .query_async(&mut c)
+                    .await;
+            }
+        })
     });
     r.throughput("redis 64 tasks", "redis raw SET, 64 tasks", raw_set, None);
+    let (c, prefix_two) = (conn.clone(), prefix.to_owned());
+    let two = cpu.measure(
+        "redis raw SET NX PX + SET XX PX, 64 tasks",
+        TASKS * per_task,
+        || {
+            run_tasks(&rt, TASKS, per_task, move |t, i| {
+                let mut c = c.clone();
+                let k = format!("{prefix_two}two:{t}:{i}");
+                async move {
+                    let _: redis::RedisResult<Option<String>> =
+                        set_nx(k.clone()).query_async(&mut c).await;
+                    let _: redis::RedisResult<Option<String>> = set_xx(k).query_async(&mut c).await;
+                }
+            })
+        },
+    );
+    r.throughput(
+        "redis 64 tasks",
+        "redis raw SET NX PX + SET XX PX, 64 tasks",
+        two,
+        Some((
+            "redis_two_round_trips_64_tasks_per_raw_set",
+            "redis raw SET, 64 tasks",
+        )),
+    );
     let mm = m.clone();
-    let ours_miss = run_tasks(&rt, TASKS, per_task, move |t, i| {
-        let m = mm.clone();
-        async move {
-            let c = call_for("bench::redis-tp", &args(t * 1_000_000 + i));
-            let _ = m.execute(&c, || async { receipt() }).await;
-        }
+    let ours_miss = cpu.measure("redis misses, 64 tasks", TASKS * per_task, || {
+        run_tasks(&rt, TASKS, per_task, move |t, i| {
+            let m = mm.clone();
+            async move {
+                let c = call_for("bench::redis-tp", &args(t * 1_000_000 + i));
+                let _ = m.execute(&c, || async { receipt() }).await;
+            }
+        })
     });
     r.throughput(
         "redis 64 tasks",
@@ -528,6 +593,63 @@ fn throughput(r: &mut Report, p: &Plain, m: &IdempotencyManager, prefix: &str, p
             "redis raw SET, 64 tasks",
         )),
     );
+    for n in cpu.notes {
+        r.note(n);
+    }
+}
+
+/// CPU time per operation of the throughput rows: this process's and the Redis server's.
+struct Cpu {
+    server_pid: Option<u32>,
+    notes: Vec<String>,
+}
+
+impl Cpu {
+    /// Runs `f` (which does `ops` operations) and notes the CPU time per operation it took.
+    fn measure(&mut self, row: &str, ops: u64, f: impl FnOnce() -> f64) -> f64 {
+        let (ours, server) = (cpu_ns(std::process::id()), self.server_pid.and_then(cpu_ns));
+        let v = f();
+        let per_op = |before: Option<u64>, after: Option<u64>| match (before, after) {
+            (Some(b), Some(a)) => {
+                format!("{:.2} µs", a.saturating_sub(b) as f64 / ops as f64 / 1e3)
+            }
+            _ => "unknown".into(),
+        };
+        let server_after = self.server_pid.and_then(cpu_ns);
+        self.notes.push(format!(
+            "{row}: CPU per operation: this process {}, Redis server {}",
+            per_op(ours, cpu_ns(std::process::id())),
+            per_op(server, server_after),
+        ));
+        v
+    }
+}
+
+/// The CPU time of every thread of process `pid` so far, in ns (`/proc/<pid>/task/*/schedstat`,
+/// Linux), or `None` where it cannot be read.
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0_u64;
+    for t in tasks.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// The Redis server's process id, when it runs on this machine (`INFO server`'s `process_id`
+/// names a live local process whose name says redis).
+fn server_pid(client: &redis::Client) -> Option<u32> {
+    let mut conn = client.get_connection().ok()?;
+    let info: String = redis::cmd("INFO").arg("server").query(&mut conn).ok()?;
+    let pid: u32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    comm.contains("redis").then_some(pid)
 }
 
 /// Runs `op(task, i)` for `i` in `0..per_task` in each of `tasks` tasks on `rt`; the operations

@@ -28,21 +28,13 @@ pub fn push(out: &mut String, bytes: &[u8]) {
 /// The lowercase hex of the first 16 bytes of `digest`, on the stack: the 32 hex characters of
 /// an idempotency key and of a derived key.
 pub(crate) fn encode16(digest: &[u8; 32]) -> arrayvec::ArrayString<32> {
-    let mut buf = [0_u8; 32];
-    fill(&mut buf, &digest[..16]);
+    // Digit by digit into the stack string: no UTF-8 check to pay, unlike [`push`]'s buffer
+    // (this runs on every key derivation).
     let mut out = arrayvec::ArrayString::new();
-    match std::str::from_utf8(&buf) {
-        // 32 characters: exactly the capacity.
-        Ok(text) => {
-            let _ = out.try_push_str(text);
-        }
-        // Unreachable (only ASCII digits are written); spelled digit by digit all the same.
-        Err(_) => {
-            for &b in &digest[..16] {
-                let _ = out.try_push(char::from(DIGITS[usize::from(b >> 4)]));
-                let _ = out.try_push(char::from(DIGITS[usize::from(b & 0x0f)]));
-            }
-        }
+    for &b in &digest[..16] {
+        // 16 bytes, two digits each: exactly the capacity, so no push fails.
+        let _ = out.try_push(char::from(DIGITS[usize::from(b >> 4)]));
+        let _ = out.try_push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     out
 }

@@ -191,7 +191,10 @@ pub(crate) fn write_int_i64(out: &mut impl Sink, v: i64) {
 }
 
 /// Writes `bytes` prefixed by their length (a varint).
-#[inline]
+// Always: left to the compiler, a change elsewhere in the crate (another partition into
+// codegen units) once made it an out-of-line call on every name of every key (+120
+// instructions per key derivation, callgrind).
+#[inline(always)]
 pub(crate) fn write_len_prefixed(out: &mut impl Sink, bytes: &[u8]) {
     write_varint_u64(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
