@@ -123,29 +123,30 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
                 black_box(m.execute_sync(&c, receipt).ok());
             }
         }
-        // Diagnostics: the client-side instructions of a sync Redis hit and of its floor, a
-        // plain sync `GET` (Redis at `IDEMPOTENCY_REDIS_URL`; the server's own work is not
-        // counted).
+        // Diagnostics: the client-side instructions of a sync Redis hit and miss and of their
+        // floor, a plain sync `GET` (Redis at `IDEMPOTENCY_REDIS_URL`; the server's own work is
+        // not counted). Each run works under its own key prefix and deletes it at the end.
         "redis-get" | "redis-hit" | "redis-miss" => {
             let url = std::env::var("IDEMPOTENCY_REDIS_URL")
                 .map_err(|_| "set IDEMPOTENCY_REDIS_URL".to_string())?;
+            let prefix = format!("bench:callgrind:{}:", uuid::Uuid::new_v4().simple());
             if path == "redis-get" {
                 let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
                 let mut conn = client.get_connection().map_err(|e| e.to_string())?;
-                let probe = "bench:callgrind:floor";
+                let probe = format!("{prefix}floor");
                 redis::cmd("SET")
-                    .arg(probe)
+                    .arg(&probe)
                     .arg(vec![0_u8; 100])
                     .query::<()>(&mut conn)
                     .map_err(|e| e.to_string())?;
                 for _ in 0..iterations {
                     let v: redis::RedisResult<Option<Vec<u8>>> =
-                        redis::cmd("GET").arg(probe).query(&mut conn);
+                        redis::cmd("GET").arg(&probe).query(&mut conn);
                     black_box(v.ok());
                 }
             } else {
-                let store = idempotency_redis::RedisStorage::builder(url)
-                    .prefix("bench:callgrind:")
+                let store = idempotency_redis::RedisStorage::builder(url.clone())
+                    .prefix(prefix.clone())
                     .open()
                     .map_err(|e| e.to_string())?;
                 let m = IdempotencyManager::new(store);
@@ -162,11 +163,13 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
                     black_box(m.execute_sync(&c, receipt).ok());
                 }
             }
+            delete_prefixed(&url, &prefix)?;
         }
-        // The same two on the async API, on a current-thread runtime (`block_on` per call).
+        // The same three on the async API, on a current-thread runtime (`block_on` per call).
         "redis-get-async" | "redis-hit-async" | "redis-miss-async" => {
             let url = std::env::var("IDEMPOTENCY_REDIS_URL")
                 .map_err(|_| "set IDEMPOTENCY_REDIS_URL".to_string())?;
+            let prefix = format!("bench:callgrind:{}:", uuid::Uuid::new_v4().simple());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -176,22 +179,22 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
                 let mut conn = rt
                     .block_on(client.get_multiplexed_async_connection())
                     .map_err(|e| e.to_string())?;
-                let probe = "bench:callgrind:floor";
+                let probe = format!("{prefix}floor");
                 rt.block_on(
                     redis::cmd("SET")
-                        .arg(probe)
+                        .arg(&probe)
                         .arg(vec![0_u8; 100])
                         .query_async::<()>(&mut conn),
                 )
                 .map_err(|e| e.to_string())?;
                 for _ in 0..iterations {
                     let v: redis::RedisResult<Option<Vec<u8>>> =
-                        rt.block_on(redis::cmd("GET").arg(probe).query_async(&mut conn));
+                        rt.block_on(redis::cmd("GET").arg(&probe).query_async(&mut conn));
                     black_box(v.ok());
                 }
             } else {
-                let store = idempotency_redis::RedisStorage::builder(url)
-                    .prefix("bench:callgrind:")
+                let store = idempotency_redis::RedisStorage::builder(url.clone())
+                    .prefix(prefix.clone())
                     .open()
                     .map_err(|e| e.to_string())?;
                 let m = IdempotencyManager::new(store);
@@ -208,6 +211,7 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
                     black_box(rt.block_on(m.execute(&c, || async { receipt() })).ok());
                 }
             }
+            delete_prefixed(&url, &prefix)?;
         }
         other => {
             return Err(format!(
@@ -217,4 +221,31 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Deletes every key under `prefix` (a run's own), so that no run leaves keys in a shared Redis.
+fn delete_prefixed(url: &str, prefix: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client.get_connection().map_err(|e| e.to_string())?;
+    let mut cursor = 0_u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query::<u64>(&mut conn)
+                .map_err(|e| e.to_string())?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }

@@ -336,19 +336,61 @@ mod tests {
     fn the_body_is_postcard_of_key_result_and_error() {
         #[derive(serde::Serialize)]
         struct Postcard<'a>(&'a IdempotencyKey, &'a [u8], Option<&'a RecordError>);
-        let key = sample().key;
-        let error = RecordError::Encoded(vec![1, 2, 3]);
+        let short = sample().key;
+        // A key whose length takes a two-byte varint.
+        let long = IdempotencyKey::derive(&"o".repeat(140), 1, &"x")
+            .unwrap()
+            .key;
+        assert!(long.as_str().len() >= 128);
+        let errors = [
+            RecordError::Encoded(vec![1, 2, 3]),
+            RecordError::NotRetained("too large".into()),
+        ];
         // Lengths across the varint's one-, two- and three-byte forms.
-        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
-            let result = vec![0xa5_u8; len];
-            for error in [None, Some(&error)] {
-                let ours = body(&key, &result, error).unwrap();
-                let theirs = postcard::to_stdvec(&Postcard(&key, &result, error)).unwrap();
-                assert_eq!(ours, theirs, "length {len}, error {}", error.is_some());
-                let (k, r, e): Body<'_> = decode_body(&ours, &|| "t".into()).unwrap();
-                assert_eq!((k, r, e.as_ref()), (key.as_str(), &result[..], error));
+        for key in [&short, &long] {
+            for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+                let result = vec![0xa5_u8; len];
+                for error in [None, Some(&errors[0]), Some(&errors[1])] {
+                    let ours = body(key, &result, error).unwrap();
+                    let theirs = postcard::to_stdvec(&Postcard(key, &result, error)).unwrap();
+                    assert_eq!(ours, theirs, "length {len}, error {error:?}");
+                    let (k, r, e): Body<'_> = decode_body(&ours, &|| "t".into()).unwrap();
+                    assert_eq!((k, r, e.as_ref()), (key.as_str(), &result[..], error));
+                }
             }
         }
+        // The bytes of one body, as every build so far wrote them.
+        let key = IdempotencyKey::parse("a::f:0123456789abcdef0123456789abcdef").unwrap();
+        let mut golden = vec![37];
+        golden.extend_from_slice(key.as_str().as_bytes());
+        golden.extend_from_slice(&[2, 7, 9, 0]);
+        assert_eq!(body(&key, &[7, 9], None).unwrap(), golden);
+    }
+
+    #[test]
+    fn a_body_that_does_not_read_is_corrupt_never_another_record() {
+        let r = sample();
+        let location = || "loc".to_owned();
+        let good = value_of(&r);
+        // Another key's record, a key that is not UTF-8, a cut body, a byte too many.
+        let other = IdempotencyKey::derive("redis::value", 1, &"y").unwrap().key;
+        let mut theirs = good[..META_LEN].to_vec();
+        theirs.extend(body(&other, &[], None).unwrap());
+        let mut not_utf8 = good.clone();
+        not_utf8[META_LEN + 1] = 0xff;
+        let cut = good[..good.len() - 1].to_vec();
+        let mut longer = good.clone();
+        longer.push(0);
+        for (what, v) in [
+            ("another key", theirs),
+            ("not UTF-8", not_utf8),
+            ("cut", cut),
+            ("trailing", longer),
+        ] {
+            let e = decode(&r.key, &v, None, &location).unwrap_err();
+            assert!(matches!(e, Error::CorruptRecord { .. }), "{what}: {e:?}");
+        }
+        assert_eq!(decode(&r.key, &good, None, &location).unwrap(), r);
     }
 
     /// The value the scripts write for `r` (explicit times), built field by field.

@@ -58,15 +58,23 @@ async fn scenario_18_generic_instantiations_never_share_a_record_on_redis() {
     assert_eq!(Repo::<Orders>::get(&m, 1).await.unwrap(), "order-1");
     assert_eq!(RUNS.load(Ordering::SeqCst), 4);
 
-    let page = StorageAdmin::list(&h.store, None, 100).await.unwrap();
-    let mut names: Vec<String> = page
-        .items
-        .iter()
-        .map(|l| match l {
+    // Every page: Redis's SCAN may return a page without this store's keys (even an empty one)
+    // when the server holds many other keys, so the first page alone proves nothing.
+    let mut names: Vec<String> = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = StorageAdmin::list(&h.store, cursor.as_deref(), 100)
+            .await
+            .unwrap();
+        names.extend(page.items.iter().map(|l| match l {
             Listed::Record(o) => o.record.key.operation().to_owned(),
             Listed::Unreadable { error, .. } => panic!("unreadable record: {error}"),
-        })
-        .collect();
+        }));
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     names.sort();
     let repo = concat!(module_path!(), "::Repo<_>::get").to_owned();
     let twice = concat!(module_path!(), "::twice").to_owned();
