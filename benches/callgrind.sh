@@ -2,7 +2,8 @@
 # Instructions per call of the in-process paths, counted by `valgrind --tool=callgrind`.
 #
 #   benches/callgrind.sh                 # every path
-#   benches/callgrind.sh key memory-hit  # some paths
+#   benches/callgrind.sh key memory-hit  # some paths (also redis-get, redis-hit, redis-miss and
+#                                        # their -async forms, with IDEMPOTENCY_REDIS_URL set)
 #   N=20000 benches/callgrind.sh         # iterations (default 5000)
 #   ANNOTATE=1 benches/callgrind.sh memory-hit   # also the top functions of the 2N run
 #
