@@ -67,8 +67,11 @@ total() { # <path> <iterations> -> total instructions
 
 floor=""
 for p in "${paths[@]}"; do
-  read -r a a_sha <<<"$(total "$p" "$N")"
-  read -r b b_sha <<<"$(total "$p" "$((2 * N))")"
+  # `read <<<"$(...)"` would swallow a failed run (an unknown path): stop on it instead.
+  first="$(total "$p" "$N")" || exit 1
+  second="$(total "$p" "$((2 * N))")" || exit 1
+  read -r a a_sha <<<"$first"
+  read -r b b_sha <<<"$second"
   per=$(((b - a) / N))
   rest=$(((b - b_sha - a + a_sha) / N))
   if [[ "$p" == floor ]]; then

@@ -129,12 +129,15 @@ pub fn run(path: &str, iterations: u64) -> Result<(), String> {
         // counted. Each run works under its own key prefix and deletes it at the end.
         "redis-get" | "redis-hit" | "redis-miss" | "redis-get-async" | "redis-hit-async"
         | "redis-miss-async" => redis(path, iterations)?,
-        other => return Err(format!(
-            "unknown path `{other}`; one of: {}, or a diagnostic of benches/overhead/callgrind.rs \
-                 (sha256-7B, sha256-95B, compress-1, compress-2, canonical-args, postcard-args, \
-                 redis-get, redis-hit, redis-miss and their -async forms)",
-            PATHS.join(", ")
-        )),
+        other => {
+            let diagnostics = "sha256-7B, sha256-95B, compress-1, compress-2, canonical-args, \
+                               postcard-args, redis-get, redis-hit, redis-miss and their -async \
+                               forms";
+            return Err(format!(
+                "unknown path `{other}`; one of: {}; or a diagnostic: {diagnostics}",
+                PATHS.join(", ")
+            ));
+        }
     }
     Ok(())
 }
