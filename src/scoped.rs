@@ -54,6 +54,7 @@ thread_local! {
 /// Takes (and clears) the current thread's pending override. Used by generated code; not
 /// public API.
 #[doc(hidden)]
+#[inline]
 pub fn take_override() -> Option<Override> {
     PENDING.with(Cell::take)
 }

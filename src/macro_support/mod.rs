@@ -72,6 +72,7 @@ where
 ///
 /// # Errors
 /// The manager's or the call's `Error`.
+#[inline]
 fn both(
     manager: Result<IdempotencyManager, Error>,
     call: Result<Call, Error>,

@@ -1,6 +1,8 @@
 //! The operation identity of one `#[idempotent]` function, read from the compiler, and the
 //! registry of definition sites.
 
+use std::borrow::Cow;
+
 use idempotency_core::{Error, KeyEncoder};
 
 /// The operation identity of one `#[idempotent]` function, read from the compiler.
@@ -20,7 +22,7 @@ use idempotency_core::{Error, KeyEncoder};
 ///
 /// Where the two differ the function is one instantiation among several, and the difference
 /// enters the key's identity through [`KeyEncoder::instance`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Operation {
     /// The function's path: `item` without the nested item's segment and the `{{closure}}`
     /// segments of an `async` body.
@@ -36,6 +38,44 @@ pub struct Operation {
 const ITEM_SUFFIX: &str = "::__idempotency_fn";
 
 impl Operation {
+    /// The identity at `site` for the two type names described on [`Operation`]: the one
+    /// `site` keeps when they are the two its first call read (the same instantiation: a
+    /// `&'static str` at the same address with the same length has the same text), else read
+    /// anew ([`Operation::new`]). Reading it costs a few string comparisons per call, which a
+    /// replay from memory would feel (issue 17); for a generic function only the first
+    /// instantiation to run is kept, and the others read theirs on every call.
+    #[inline]
+    pub fn at(
+        site: &'static Site,
+        item: &'static str,
+        closure: &'static str,
+    ) -> Cow<'static, Operation> {
+        match site.first.get() {
+            Some(first) if first.is(item, closure) => Cow::Borrowed(&first.operation),
+            _ => Operation::read_at(site, item, closure),
+        }
+    }
+
+    /// [`Operation::at`] when `site` does not keep this identity (yet).
+    #[inline(never)]
+    fn read_at(
+        site: &'static Site,
+        item: &'static str,
+        closure: &'static str,
+    ) -> Cow<'static, Operation> {
+        let operation = Operation::new(item, closure);
+        let first = site.first.get_or_init(|| First {
+            item,
+            closure,
+            operation: operation.clone(),
+        });
+        if first.is(item, closure) {
+            Cow::Borrowed(&first.operation)
+        } else {
+            Cow::Owned(operation)
+        }
+    }
+
     /// Reads the identity from the two type names described on [`Operation`].
     pub fn new(item: &'static str, closure: &'static str) -> Operation {
         let path = strip_closures(item.strip_suffix(ITEM_SUFFIX).unwrap_or(item));
@@ -66,6 +106,7 @@ impl Operation {
 
     /// Adds the instantiation to the key's identity, and, when the default name was shortened,
     /// the whole path (so two long paths with one shortened name never share a key).
+    #[inline]
     pub fn identify(&self, enc: &mut KeyEncoder<'_>, default_name: bool) {
         if default_name && self.short.is_some() {
             enc.instance(self.path);
@@ -82,6 +123,7 @@ impl Operation {
     ///
     /// # Errors
     /// [`Error::InvalidKey`] when the compiler does not show them.
+    #[inline]
     pub fn check(&self) -> Result<(), Error> {
         static SHOWS_GENERICS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         if *SHOWS_GENERICS.get_or_init(probe::shows_generics) {
@@ -104,6 +146,24 @@ impl Operation {
 pub struct Site {
     /// The outcome of this site's registration, once made.
     registered: std::sync::OnceLock<bool>,
+    /// The identity read by this site's first call, with the type names it was read from.
+    first: std::sync::OnceLock<First>,
+}
+
+/// An [`Operation`] a [`Site`] keeps, and the two type names it was read from.
+struct First {
+    item: &'static str,
+    closure: &'static str,
+    operation: Operation,
+}
+
+impl First {
+    /// Whether `item` and `closure` are the two type names this was read from: the same
+    /// address and length, so the same text.
+    #[inline]
+    fn is(&self, item: &'static str, closure: &'static str) -> bool {
+        std::ptr::eq(self.item, item) && std::ptr::eq(self.closure, closure)
+    }
 }
 
 impl Site {
@@ -112,6 +172,7 @@ impl Site {
     pub const fn new() -> Site {
         Site {
             registered: std::sync::OnceLock::new(),
+            first: std::sync::OnceLock::new(),
         }
     }
 }
@@ -139,6 +200,7 @@ impl Operation {
     ///
     /// # Errors
     /// [`Error::InvalidKey`] naming the fix (`name = "..."`), or [`check`](Self::check)'s error.
+    #[inline]
     pub fn check_site(&self, site: &'static Site, default_name: bool) -> Result<(), Error> {
         self.check()?;
         if default_name
@@ -220,7 +282,9 @@ mod probe {
 
 #[cfg(test)]
 mod tests {
-    use super::{probe, strip_closures, Operation};
+    use std::borrow::Cow;
+
+    use super::{probe, strip_closures, Operation, Site};
     use idempotency_core::{Error, KeyEncoder, MAX_OPERATION_BYTES};
 
     fn key(op: &Operation, default_name: bool) -> Result<String, Error> {
@@ -228,6 +292,31 @@ mod tests {
         op.identify(&mut enc, default_name);
         enc.arg(&1_u8);
         Ok(enc.finish()?.key.as_str().to_owned())
+    }
+
+    #[test]
+    fn a_site_keeps_its_first_identity_and_reads_every_other_one_anew() {
+        static SITE: Site = Site::new();
+        let item = "a::f::__idempotency_fn";
+        let (u32s, u64s) = ("a::f<u32>::{{closure}}", "a::f<u64>::{{closure}}");
+        let first = Operation::at(&SITE, item, u32s);
+        assert!(matches!(first, Cow::Borrowed(_)));
+        assert_eq!(first.instance, Some("<u32>"));
+        // The same two names again: the kept identity, not read again.
+        assert!(
+            matches!(Operation::at(&SITE, item, u32s), Cow::Borrowed(o) if std::ptr::eq(o, &*first))
+        );
+        // Another instantiation at the same site: its own identity, every time.
+        for _ in 0..2 {
+            let other = Operation::at(&SITE, item, u64s);
+            assert!(matches!(other, Cow::Owned(_)));
+            assert_eq!(other.instance, Some("<u64>"));
+        }
+        // The same text at another address (a copy): read anew, to the same identity.
+        let copy: &'static str = Box::leak(u32s.to_owned().into_boxed_str());
+        let again = Operation::at(&SITE, item, copy);
+        assert!(matches!(again, Cow::Owned(_)));
+        assert_eq!((again.path, again.instance), (first.path, first.instance));
     }
 
     #[test]

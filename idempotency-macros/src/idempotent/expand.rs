@@ -10,7 +10,7 @@
 //!         let __idempotency_manager = default_manager();
 //!         let __idempotency_call = {
 //!             fn __idempotency_fn() {}
-//!             let __idempotency_op = Operation::new(type_name_of_val(&__idempotency_fn), type_name_of_val(&|| {}));
+//!             let __idempotency_op = Operation::at(&SITE, type_name_of_val(&__idempotency_fn), type_name_of_val(&|| {}));
 //!             let mut __idempotency_enc = KeyEncoder::new(__idempotency_op.name(), 1);
 //!             __idempotency_op.identify(&mut __idempotency_enc, true);
 //!             if let Some(k) = override_key(&__idempotency_override) { __idempotency_enc.custom_key(k); }
@@ -111,7 +111,8 @@ fn prologue(input: &Input<'_>, p: &TokenStream) -> TokenStream {
     let operation = quote! {
         fn __idempotency_fn() {}
         static __IDEMPOTENCY_SITE: #p::Site = #p::Site::new();
-        let __idempotency_op = #p::Operation::new(
+        let __idempotency_op = #p::Operation::at(
+            &__IDEMPOTENCY_SITE,
             ::core::any::type_name_of_val(&__idempotency_fn),
             ::core::any::type_name_of_val(&|| {}),
         );
