@@ -157,6 +157,9 @@ fn set_xx(key: String) -> redis::Cmd {
         .clone()
 }
 
+/// The replies of [`claim_pipeline`]: `TIME` and the `SET`'s previous value.
+type ClaimReply = ((u64, u64), Option<Vec<u8>>);
+
 /// The least a fenced completion by a Lua script does (Redis 7 has no conditional `SET`): read
 /// the value, compare the holder's 32 bytes, read Redis's clock, write the finished value until
 /// `TIME + ttl`. No layout check, no `created` resolved, no result compared: what remains of
@@ -363,8 +366,7 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
                 &mut || {
                     let key = fresh();
                     let mut conn = sync.borrow_mut();
-                    let v: redis::RedisResult<((u64, u64), Option<Vec<u8>>)> =
-                        claim_pipeline(&key).query(&mut **conn);
+                    let v: redis::RedisResult<ClaimReply> = claim_pipeline(&key).query(&mut **conn);
                     black_box(v.ok());
                     let v: redis::RedisResult<u64> = skeleton
                         .key(key)
