@@ -19,7 +19,11 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::harness::Report;
 
-const RATIOS: &[&str] = &["postgres_hit_per_select", "postgres_miss_per_insert"];
+const RATIOS: &[&str] = &[
+    "postgres_hit_per_select",
+    "postgres_two_statements_per_insert",
+    "postgres_miss_per_insert",
+];
 use crate::paths::{args, call_for, receipt};
 
 /// Polls a future with `handle`'s runtime entered (the store's own bridge, rebuilt here).
@@ -88,12 +92,26 @@ pub fn run(r: &mut Report) {
         );
     }
     let floor_table = format!("\"{schema}\".\"floor\"");
+    // A table of the record's shape (the store's columns and its expiry index), for the design
+    // floor of a first run: one `INSERT` and one `UPDATE` of the row, two commits.
+    let shaped = format!("\"{schema}\".\"shaped\"");
     let setup = on(&handle, async {
         sqlx::query(&format!(
             "CREATE TABLE {floor_table} (key bytea PRIMARY KEY, body bytea NOT NULL)"
         ))
         .execute(&pool)
         .await?;
+        sqlx::query(&format!(
+            "CREATE TABLE {shaped} (key bytea PRIMARY KEY, status smallint NOT NULL, \
+             execution_id bytea NOT NULL, fencing_token bigint NOT NULL, \
+             created_at bigint NOT NULL, expires_at bigint NOT NULL, lease_until bigint, \
+             fingerprint bytea NOT NULL, body bytea NOT NULL)"
+        ))
+        .execute(&pool)
+        .await?;
+        sqlx::query(&format!("CREATE INDEX ON {shaped} (expires_at)"))
+            .execute(&pool)
+            .await?;
         sqlx::query(&format!("INSERT INTO {floor_table} VALUES ($1, $2)"))
             .bind(b"probe".as_slice())
             .bind(vec![0_u8; 100])
@@ -133,6 +151,12 @@ pub fn run(r: &mut Report) {
         ],
     );
     let insert = format!("INSERT INTO {floor_table} VALUES ($1, $2)");
+    let insert_shaped = format!("INSERT INTO {shaped} VALUES ($1, 0, $2, 1, 1, 2, 2, $3, $4)");
+    let update_shaped = format!(
+        "UPDATE {shaped} SET status = 1, body = $3, lease_until = NULL, expires_at = 3 \
+         WHERE key = $1 AND status = 0 AND execution_id = $2 AND fencing_token = 1 \
+         RETURNING created_at, expires_at, fingerprint"
+    );
     let n = AtomicU64::new(0);
     let next = AtomicU64::new(1_000_000);
     r.interleaved(
@@ -150,6 +174,33 @@ pub fn run(r: &mut Report) {
                 ))
                 .ok();
             }),
+            (
+                "postgres INSERT + UPDATE of a record-shaped row",
+                Some((
+                    "postgres_two_statements_per_insert",
+                    "postgres INSERT round trip",
+                )),
+                &mut || {
+                    let k = n.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+                    let id = [7_u8; 16];
+                    black_box(on(&handle, async {
+                        sqlx::query(&insert_shaped)
+                            .bind(k.as_slice())
+                            .bind(id.as_slice())
+                            .bind([0_u8; 32].as_slice())
+                            .bind(vec![0_u8; 60])
+                            .execute(&pool)
+                            .await?;
+                        sqlx::query(&update_shaped)
+                            .bind(k.as_slice())
+                            .bind(id.as_slice())
+                            .bind(vec![1_u8; 80])
+                            .fetch_optional(&pool)
+                            .await
+                    }))
+                    .ok();
+                },
+            ),
             (
                 "postgres miss (claim + complete)",
                 Some(("postgres_miss_per_insert", "postgres INSERT round trip")),
