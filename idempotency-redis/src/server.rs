@@ -101,6 +101,13 @@ impl Server {
         if idempotency_core::in_block_on() {
             return self.exec_sync(req).map_err(Failure::Redis);
         }
+        // Boxed, so that the future of every call, a sync caller's too, does not carry the
+        // async I/O's state (about 500 bytes): a sync first run's futures then stay small.
+        Box::pin(self.exec_async(req)).await
+    }
+
+    /// [`exec`](Self::exec) for an async caller.
+    async fn exec_async(&self, req: &Request) -> Result<Replies, Failure> {
         let own = match Handle::try_current() {
             Ok(handle) => self.runtime_cell(&handle),
             Err(_) => None,

@@ -304,7 +304,7 @@ impl RedisStorage {
     async fn claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let lease_ms = millis(req.lease);
         if req.refresh {
-            return self.claim_script(key, req, lease_ms).await;
+            return Box::pin(self.claim_script(key, req, lease_ms)).await;
         }
         let value = value::fast_pending(
             key,
@@ -341,7 +341,8 @@ impl RedisStorage {
                 }))
             }
             // A pending value: the caller's retried claim, a conflict or an expired lease.
-            FastClaim::Done { .. } => self.claim_script(key, req, lease_ms).await,
+            // (Boxed: the slow path's state stays out of every claim's future.)
+            FastClaim::Done { .. } => Box::pin(self.claim_script(key, req, lease_ms)).await,
         }
     }
 
@@ -430,7 +431,10 @@ impl Storage for RedisStorage {
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let claim = self.claim(key, req).await?;
         if let Claim::Acquired { owner, .. } = &claim {
-            self.replicate_claim(key, owner).await?;
+            if self.replication.is_some() {
+                // Boxed: only replicated claims pay for its state.
+                Box::pin(self.replicate_claim(key, owner)).await?;
+            }
         }
         Ok(claim)
     }
