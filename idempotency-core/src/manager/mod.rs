@@ -21,6 +21,7 @@ mod renewal;
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -314,40 +315,38 @@ impl IdempotencyManager {
         };
         self.inner.counters.request();
         // A replay is read here; the rest is boxed, so that the future of every call is no
-        // larger than a replay needs and is cheap to move. Matched by hand, without `?`, so
-        // that no claim answer is held across the await.
+        // larger than a replay needs and is cheap to move, and the box holds only the run it
+        // needs (a run under the claim, or unprotected), never the claim's answer. Matched by
+        // hand, without `?`, so that no claim answer is held across an await.
         let held = match self.claim(call, &call.key, settings).await {
             Err(e) => return Err(seen(e)),
             Ok(Claimed::Finished { obs, mismatch }) => {
                 return Outcome::replay(&call.key, &obs, mismatch, codec).map_err(seen)
             }
-            Ok(held) => Box::pin(self.run_held(call, held, f, codec)),
+            Ok(Claimed::Acquired(attempt)) => Held::Claimed(Box::pin(attempt.run(f, codec))),
+            Ok(Claimed::Unprotected { execution_id }) => {
+                Held::Unprotected(Box::pin(self.run_unprotected(call, execution_id, f)))
+            }
         };
-        held.await.map_err(seen)
+        match held {
+            Held::Claimed(run) => run.await,
+            Held::Unprotected(run) => run.await,
+        }
+        .map_err(seen)
     }
 
-    /// The run of `f` once the claim step is over without a replay: under the claim
-    /// ([`Claimed::Acquired`]) or, fail-open, unprotected ([`Claimed::Unprotected`]). `run`
-    /// answers a replay itself; one reaching here is answered the same way.
-    async fn run_held<R, F, Fut, K>(
+    /// The run of `f` without a claim (fail-open: the store could not be reached and the
+    /// policy runs the function anyway), as execution `execution_id`.
+    async fn run_unprotected<R, F, Fut>(
         &self,
         call: &Call,
-        held: Claimed<'_>,
+        execution_id: uuid::Uuid,
         f: F,
-        codec: &K,
     ) -> Result<Outcome<R>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = R>,
-        K: Codec<R>,
     {
-        let execution_id = match held {
-            Claimed::Acquired(attempt) => return attempt.run(f, codec).await,
-            Claimed::Finished { obs, mismatch } => {
-                return Outcome::replay(&call.key, &obs, mismatch, codec)
-            }
-            Claimed::Unprotected { execution_id } => execution_id,
-        };
         let ctx = Arc::new(CallContext::new(
             call.key.clone(),
             Arc::clone(&self.inner.namespace),
@@ -367,6 +366,12 @@ impl IdempotencyManager {
             provenance: Provenance::unprotected(&call.key, execution_id),
         })
     }
+}
+
+/// The boxed run of a call that was not a replay: under its claim, or unprotected.
+enum Held<C, U> {
+    Claimed(Pin<Box<C>>),
+    Unprotected(Pin<Box<U>>),
 }
 
 /// `e`, after telling an enclosing idempotent body that a framework error happened inside it
