@@ -21,7 +21,6 @@ mod renewal;
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -315,38 +314,41 @@ impl IdempotencyManager {
         };
         self.inner.counters.request();
         // A replay is read here; the rest is boxed, so that the future of every call is no
-        // larger than a replay needs and is cheap to move, and the box holds only the run it
-        // needs (a run under the claim, or unprotected), never the claim's answer. Matched by
-        // hand, without `?`, so that no claim answer is held across an await.
+        // larger than a replay needs and is cheap to move, and the box holds the claim's
+        // holder, never the whole claim answer. Matched by hand, without `?`, so that no claim
+        // answer is held across the await.
         let held = match self.claim(call, &call.key, settings).await {
             Err(e) => return Err(seen(e)),
             Ok(Claimed::Finished { obs, mismatch }) => {
                 return Outcome::replay(&call.key, &obs, mismatch, codec).map_err(seen)
             }
-            Ok(Claimed::Acquired(attempt)) => Held::Claimed(Box::pin(attempt.run(f, codec))),
-            Ok(Claimed::Unprotected { execution_id }) => {
-                Held::Unprotected(Box::pin(self.run_unprotected(call, execution_id, f)))
-            }
+            Ok(Claimed::Acquired(attempt)) => Held::Claimed(attempt),
+            Ok(Claimed::Unprotected { execution_id }) => Held::Unprotected(execution_id),
         };
-        match held {
-            Held::Claimed(run) => run.await,
-            Held::Unprotected(run) => run.await,
-        }
-        .map_err(seen)
+        Box::pin(self.run_held(call, held, f, codec))
+            .await
+            .map_err(seen)
     }
 
-    /// The run of `f` without a claim (fail-open: the store could not be reached and the
-    /// policy runs the function anyway), as execution `execution_id`.
-    async fn run_unprotected<R, F, Fut>(
+    /// The run of `f` once the claim step is over without a replay: under the claim, or
+    /// (fail-open: the store could not be reached and the policy runs the function anyway)
+    /// unprotected.
+    async fn run_held<R, F, Fut, K>(
         &self,
         call: &Call,
-        execution_id: uuid::Uuid,
+        held: Held<'_>,
         f: F,
+        codec: &K,
     ) -> Result<Outcome<R>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = R>,
+        K: Codec<R>,
     {
+        let execution_id = match held {
+            Held::Claimed(attempt) => return attempt.run(f, codec).await,
+            Held::Unprotected(execution_id) => execution_id,
+        };
         let ctx = Arc::new(CallContext::new(
             call.key.clone(),
             Arc::clone(&self.inner.namespace),
@@ -368,10 +370,11 @@ impl IdempotencyManager {
     }
 }
 
-/// The boxed run of a call that was not a replay: under its claim, or unprotected.
-enum Held<C, U> {
-    Claimed(Pin<Box<C>>),
-    Unprotected(Pin<Box<U>>),
+/// A call's claim answer when it was not a replay: the claim's holder, or the execution id of
+/// an unprotected run.
+enum Held<'a> {
+    Claimed(attempt::Attempt<'a>),
+    Unprotected(uuid::Uuid),
 }
 
 /// `e`, after telling an enclosing idempotent body that a framework error happened inside it
