@@ -144,14 +144,14 @@ fn claim_pipeline(key: &str) -> redis::Pipeline {
     p
 }
 
-/// The second round trip of a first run, on a plain client: the key's value replaced (`SET
-/// ... XX PX`) after the claim's `SET NX PX`. With [`set_nx`], the least any design that claims
-/// before it runs and records after costs: two round trips.
-fn set_xx(key: String) -> redis::Cmd {
+/// `SET key <100 bytes> <condition> PX 60000` on a plain client: `NX` is the claim of a first
+/// run, `XX` its second round trip (the key's value replaced). The two in turn are the least any
+/// design that claims before it runs and records after costs: two round trips.
+fn set_px(key: String, condition: &str) -> redis::Cmd {
     redis::cmd("SET")
         .arg(key)
-        .arg(vec![1_u8; 100])
-        .arg("XX")
+        .arg(vec![0_u8; 100])
+        .arg(condition)
         .arg("PX")
         .arg(60_000)
         .clone()
@@ -174,16 +174,6 @@ return until_ms";
 /// The bytes of the finished value [`FENCED_SET_SKELETON`] writes (a record's fixed part and
 /// the bench's key and result).
 const FINISHED_VALUE_BYTES: usize = 204;
-
-fn set_nx(key: String) -> redis::Cmd {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(vec![0_u8; 100])
-        .arg("NX")
-        .arg("PX")
-        .arg(60_000)
-        .clone()
-}
 
 pub fn run(r: &mut Report) {
     let server = match server() {
@@ -338,7 +328,7 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
         &mut [
             ("redis SET NX PX, plain sync client", None, &mut || {
                 let v: redis::RedisResult<Option<String>> =
-                    set_nx(fresh()).query(&mut **sync.borrow_mut());
+                    set_px(fresh(), "NX").query(&mut **sync.borrow_mut());
                 black_box(v.ok());
             }),
             (
@@ -350,10 +340,10 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
                 &mut || {
                     let key = fresh();
                     let v: redis::RedisResult<Option<String>> =
-                        set_nx(key.clone()).query(&mut **sync.borrow_mut());
+                        set_px(key.clone(), "NX").query(&mut **sync.borrow_mut());
                     black_box(v.ok());
                     let v: redis::RedisResult<Option<String>> =
-                        set_xx(key).query(&mut **sync.borrow_mut());
+                        set_px(key, "XX").query(&mut **sync.borrow_mut());
                     black_box(v.ok());
                 },
             ),
@@ -396,7 +386,7 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
             ("redis SET NX PX, plain async client", None, &mut || {
                 let mut conn = multiplexed.clone();
                 let v: redis::RedisResult<Option<String>> =
-                    rt.block_on(set_nx(fresh()).query_async(&mut conn));
+                    rt.block_on(set_px(fresh(), "NX").query_async(&mut conn));
                 black_box(v.ok());
             }),
             (
@@ -409,8 +399,9 @@ fn latency(r: &mut Report, p: &mut Plain, m: &IdempotencyManager, prefix: &str, 
                     let mut conn = multiplexed.clone();
                     let key = fresh();
                     let v: redis::RedisResult<Option<String>> = rt.block_on(async {
-                        let _: Option<String> = set_nx(key.clone()).query_async(&mut conn).await?;
-                        set_xx(key).query_async(&mut conn).await
+                        let _: Option<String> =
+                            set_px(key.clone(), "NX").query_async(&mut conn).await?;
+                        set_px(key, "XX").query_async(&mut conn).await
                     });
                     black_box(v.ok());
                 },
@@ -619,8 +610,9 @@ fn throughput(r: &mut Report, p: &Plain, m: &IdempotencyManager, prefix: &str, p
                 let k = format!("{prefix_two}two:{t}:{i}");
                 async move {
                     let _: redis::RedisResult<Option<String>> =
-                        set_nx(k.clone()).query_async(&mut c).await;
-                    let _: redis::RedisResult<Option<String>> = set_xx(k).query_async(&mut c).await;
+                        set_px(k.clone(), "NX").query_async(&mut c).await;
+                    let _: redis::RedisResult<Option<String>> =
+                        set_px(k, "XX").query_async(&mut c).await;
                 }
             })
         },

@@ -202,12 +202,9 @@ impl RedisStorage {
         r.check(&self.conn.target, op, acknowledged)
     }
 
-    /// With replicated claims, waits for the replicas to have `owner`'s fresh claim; when too
-    /// few acknowledge, releases it (nothing ran) and fails closed.
+    /// With replicated claims (its caller checks), waits for the replicas to have `owner`'s
+    /// fresh claim; when too few acknowledge, releases it (nothing ran) and fails closed.
     async fn replicate_claim(&self, key: &IdempotencyKey, owner: &Owner) -> Result<()> {
-        if self.replication.is_none() {
-            return Ok(());
-        }
         let redis_key = self.record_key(key);
         let req = self.replicated(Request::new("claim", Retry::IfAmbiguous), &redis_key, owner);
         let waited = async {
@@ -430,11 +427,9 @@ impl Storage for RedisStorage {
 
     async fn try_claim(&self, key: &IdempotencyKey, req: &ClaimRequest) -> Result<Claim> {
         let claim = self.claim(key, req).await?;
-        if let Claim::Acquired { owner, .. } = &claim {
-            if self.replication.is_some() {
-                // Boxed: only replicated claims pay for its state.
-                Box::pin(self.replicate_claim(key, owner)).await?;
-            }
+        if let (Claim::Acquired { owner, .. }, Some(_)) = (&claim, &self.replication) {
+            // Boxed: only replicated claims pay for its state.
+            Box::pin(self.replicate_claim(key, owner)).await?;
         }
         Ok(claim)
     }
